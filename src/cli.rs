@@ -1,0 +1,179 @@
+//! The command-line surface: clap definitions shared by the subcommands.
+//!
+//! Every flag also reads a `CREDAGENT_*` environment variable. Parsing here
+//! only checks shapes; [`crate::config`] turns these raw arguments into a
+//! validated configuration before anything is bound or spawned.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Default location of the projected service-account token.
+pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/tokens/oidc-token";
+/// Default credentials listener (loopback only).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8181";
+/// Default admin listener (`/metrics`, `/healthz`, `/readyz`).
+pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9464";
+/// Default path of the authorization token that callers must present.
+pub const DEFAULT_AUTH_TOKEN_FILE: &str = "/var/run/credagent/auth-token";
+
+/// credagent: exchanges a Pod's projected service-account token for temporary
+/// S3 credentials ahead of time and serves them to every AWS SDK in the Pod.
+#[derive(Debug, Parser)]
+#[command(name = "credagent", version, about, long_about = None)]
+pub struct Cli {
+    /// Log line format.
+    #[arg(long, global = true, env = "CREDAGENT_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    /// Log filter (tracing env-filter syntax, e.g. `info`, `credagent=debug`).
+    #[arg(
+        long,
+        global = true,
+        env = "CREDAGENT_LOG_LEVEL",
+        default_value = "info"
+    )]
+    pub log_level: String,
+
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run in a workload Pod: watch the projected token, keep credentials fresh, serve them on loopback.
+    Sidecar(SidecarArgs),
+    /// Run the whole pipeline locally against a local stand-in upstream (no cluster needed).
+    Demo(DemoArgs),
+    /// Run a local stand-in for the upstream temporary-credentials endpoint (test tool).
+    #[command(hide = true)]
+    StandIn(crate::standin::StandInArgs),
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line (for log pipelines).
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Where the exchange happens: a full URL or an organization id.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+pub struct UpstreamArgs {
+    /// Full temporary-credentials URL (https, or http to a loopback host).
+    #[arg(long, env = "CREDAGENT_EXCHANGE_URL", value_name = "URL")]
+    pub exchange_url: Option<String>,
+
+    /// CoreWeave organization id; builds https://api.coreweave.com/v1/cwobject/temporary-credentials/oidc/ID.
+    #[arg(long, env = "CREDAGENT_ORG_ID", value_name = "ID")]
+    pub org_id: Option<String>,
+}
+
+/// Refresh and upstream tuning shared by the modes.
+#[derive(Debug, Clone, Args)]
+pub struct TuningArgs {
+    /// Refresh once this fraction of the credentials' lifetime has passed.
+    #[arg(
+        long,
+        env = "CREDAGENT_REFRESH_FRACTION",
+        default_value = "0.5",
+        value_name = "F"
+    )]
+    pub refresh_fraction: f64,
+
+    /// ...but no later than this long before they expire (e.g. 20m).
+    #[arg(
+        long,
+        env = "CREDAGENT_REFRESH_MARGIN",
+        default_value = "20m",
+        value_name = "DURATION"
+    )]
+    pub refresh_margin: String,
+
+    /// Total time allowed for one upstream exchange (connect, TLS, answer).
+    #[arg(
+        long,
+        env = "CREDAGENT_UPSTREAM_TIMEOUT",
+        default_value = "10s",
+        value_name = "DURATION"
+    )]
+    pub upstream_timeout: String,
+
+    /// Time allowed to open the TCP connection to the upstream.
+    #[arg(
+        long,
+        env = "CREDAGENT_CONNECT_TIMEOUT",
+        default_value = "3s",
+        value_name = "DURATION"
+    )]
+    pub connect_timeout: String,
+
+    /// Extra PEM root certificates for the upstream (private CA, tests).
+    #[arg(long, env = "CREDAGENT_CA_FILE", value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `credagent sidecar`.
+#[derive(Debug, Clone, Args)]
+pub struct SidecarArgs {
+    /// Projected service-account token to exchange (the kubelet-managed path, not a subPath mount).
+    #[arg(long, env = "CREDAGENT_TOKEN_FILE", default_value = DEFAULT_TOKEN_FILE, value_name = "PATH")]
+    pub token_file: PathBuf,
+
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
+
+    /// Credentials listener address (keep it on loopback).
+    #[arg(long, env = "CREDAGENT_LISTEN", default_value = DEFAULT_LISTEN, value_name = "ADDR")]
+    pub listen: SocketAddr,
+
+    /// Admin listener address for /metrics, /healthz and /readyz.
+    #[arg(long, env = "CREDAGENT_ADMIN_LISTEN", default_value = DEFAULT_ADMIN_LISTEN, value_name = "ADDR")]
+    pub admin_listen: SocketAddr,
+
+    /// Authorization token callers must send; created (random, 256-bit) if missing or empty.
+    #[arg(long, env = "CREDAGENT_AUTH_TOKEN_FILE", default_value = DEFAULT_AUTH_TOKEN_FILE, value_name = "PATH")]
+    pub auth_token_file: PathBuf,
+
+    #[command(flatten)]
+    pub tuning: TuningArgs,
+}
+
+/// `credagent demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Credentials listener address.
+    #[arg(long, env = "CREDAGENT_LISTEN", default_value = DEFAULT_LISTEN, value_name = "ADDR")]
+    pub listen: SocketAddr,
+
+    /// Admin listener address (/metrics, /healthz, /readyz).
+    #[arg(
+        long,
+        env = "CREDAGENT_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9464",
+        value_name = "ADDR"
+    )]
+    pub admin_listen: SocketAddr,
+
+    /// Lifetime of the stand-in's credentials (short, so refreshes are visible).
+    #[arg(long, default_value = "2m", value_name = "DURATION")]
+    pub credential_lifetime: String,
+
+    /// How often the demo's fake kubelet rotates the projected token.
+    #[arg(long, default_value = "45s", value_name = "DURATION")]
+    pub rotate_every: String,
+
+    /// Directory for the token volume and auth token (default: a new temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// Stop after this long instead of waiting for Ctrl-C (e.g. 10s).
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
+}

@@ -1,0 +1,264 @@
+//! Prometheus metrics: one struct per subsystem, all registered on one
+//! `Registry` that the admin listener serves.
+//!
+//! Every name starts with `credagent_`. No label carries a token, a key, or
+//! anything unbounded: labels are small fixed sets (result, route, status).
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+/// All of the agent's metrics.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Token source metrics.
+    pub token: TokenMetrics,
+    /// Refresher metrics.
+    pub refresh: RefreshMetrics,
+    /// Listener metrics.
+    pub server: ServerMetrics,
+}
+
+/// Token source metrics.
+#[derive(Clone, Debug)]
+pub struct TokenMetrics {
+    /// `credagent_token_reloads_total{result}`: `updated`, `unchanged`,
+    /// `missing`, `unreadable`, `empty`, `too_large`, `malformed`.
+    pub reloads: IntCounterVec,
+    /// `credagent_token_expiry_timestamp_seconds`: the current token's `exp`.
+    pub expiry: Gauge,
+}
+
+/// Refresher metrics.
+#[derive(Clone, Debug)]
+pub struct RefreshMetrics {
+    /// `credagent_refreshes_total{result}`: `ok` or an error class.
+    pub refreshes: IntCounterVec,
+    /// `credagent_refresh_duration_seconds`: one upstream exchange.
+    pub duration: Histogram,
+    /// `credagent_upstream_responses_total{class}`: `2xx`, `4xx`, `5xx`, `error`.
+    pub upstream_responses: IntCounterVec,
+    /// `credagent_credentials_expiry_timestamp_seconds`.
+    pub credentials_expiry: Gauge,
+    /// `credagent_last_refresh_success_timestamp_seconds`.
+    pub last_success: Gauge,
+    /// `credagent_ready`: 1 while holding servable credentials.
+    pub ready: IntGauge,
+}
+
+/// Listener metrics.
+#[derive(Clone, Debug)]
+pub struct ServerMetrics {
+    /// `credagent_requests_total{route,status}`.
+    pub requests: IntCounterVec,
+    /// `credagent_request_duration_seconds{route}`.
+    pub duration: HistogramVec,
+}
+
+/// Why metrics could not be set up (a programming error: duplicate names).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot register metrics: {0}")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+// === impl Metrics ===
+
+impl Metrics {
+    /// Creates and registers every metric on a new registry.
+    pub fn new() -> Result<Self, MetricsError> {
+        let registry = Registry::new_custom(Some("credagent".into()), None)?;
+        Ok(Self {
+            token: TokenMetrics::register(&registry)?,
+            refresh: RefreshMetrics::register(&registry)?,
+            server: ServerMetrics::register(&registry)?,
+            registry,
+        })
+    }
+
+    /// The registry, for subsystems added later.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Renders the Prometheus text exposition format.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 * 1024);
+        // Encoding into a Vec fails only on invalid metric families, which
+        // registration already rejected; an empty scrape is the fallback.
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .is_err()
+        {
+            out.clear();
+        }
+        out
+    }
+}
+
+fn counter_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, prometheus::Error> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> Result<Gauge, prometheus::Error> {
+    let g = Gauge::new(name, help)?;
+    r.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+/// Latency buckets from 0.1 ms to 10 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+impl TokenMetrics {
+    fn register(r: &Registry) -> Result<Self, prometheus::Error> {
+        let reloads = counter_vec(
+            r,
+            "token_reloads_total",
+            "Reads of the projected token file, by result.",
+            &["result"],
+        )?;
+        for result in [
+            "updated",
+            "unchanged",
+            "missing",
+            "unreadable",
+            "empty",
+            "too_large",
+            "malformed",
+        ] {
+            reloads.with_label_values(&[result]);
+        }
+        Ok(Self {
+            reloads,
+            expiry: gauge(
+                r,
+                "token_expiry_timestamp_seconds",
+                "Expiry (exp claim) of the current projected token, Unix seconds.",
+            )?,
+        })
+    }
+}
+
+impl RefreshMetrics {
+    fn register(r: &Registry) -> Result<Self, prometheus::Error> {
+        let refreshes = counter_vec(
+            r,
+            "refreshes_total",
+            "Credential refresh attempts, by result.",
+            &["result"],
+        )?;
+        for result in [
+            "ok",
+            "auth_rejected",
+            "throttled",
+            "upstream_error",
+            "transport",
+            "timeout",
+            "malformed",
+            "expired",
+        ] {
+            refreshes.with_label_values(&[result]);
+        }
+        let duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "refresh_duration_seconds",
+                "Time taken by one upstream exchange.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?;
+        r.register(Box::new(duration.clone()))?;
+        let ready = IntGauge::new(
+            "ready",
+            "1 while the agent holds credentials it can serve, else 0.",
+        )?;
+        r.register(Box::new(ready.clone()))?;
+        Ok(Self {
+            refreshes,
+            duration,
+            upstream_responses: counter_vec(
+                r,
+                "upstream_responses_total",
+                "Upstream answers by HTTP status class (error: no answer).",
+                &["class"],
+            )?,
+            credentials_expiry: gauge(
+                r,
+                "credentials_expiry_timestamp_seconds",
+                "Expiry of the credentials being served, Unix seconds.",
+            )?,
+            last_success: gauge(
+                r,
+                "last_refresh_success_timestamp_seconds",
+                "When the last refresh succeeded, Unix seconds.",
+            )?,
+            ready,
+        })
+    }
+}
+
+impl ServerMetrics {
+    fn register(r: &Registry) -> Result<Self, prometheus::Error> {
+        let duration = HistogramVec::new(
+            HistogramOpts::new("request_duration_seconds", "Time to answer a request.")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route"],
+        )?;
+        r.register(Box::new(duration.clone()))?;
+        Ok(Self {
+            requests: counter_vec(
+                r,
+                "requests_total",
+                "Requests answered, by route and status code.",
+                &["route", "status"],
+            )?,
+            duration,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_prefixed_and_present() {
+        let m = Metrics::new().unwrap();
+        m.server
+            .requests
+            .with_label_values(&["credentials", "200"])
+            .inc();
+        m.server
+            .duration
+            .with_label_values(&["credentials"])
+            .observe(0.001);
+        m.refresh
+            .upstream_responses
+            .with_label_values(&["2xx"])
+            .inc();
+        let text = String::from_utf8(m.encode()).unwrap();
+        for name in [
+            "credagent_refreshes_total{result=\"ok\"} 0",
+            "credagent_refresh_duration_seconds_bucket",
+            "credagent_upstream_responses_total{class=\"2xx\"} 1",
+            "credagent_credentials_expiry_timestamp_seconds",
+            "credagent_token_expiry_timestamp_seconds",
+            "credagent_token_reloads_total{result=\"updated\"} 0",
+            "credagent_last_refresh_success_timestamp_seconds",
+            "credagent_requests_total{route=\"credentials\",status=\"200\"} 1",
+            "credagent_request_duration_seconds_bucket{route=\"credentials\"",
+            "credagent_ready 0",
+        ] {
+            assert!(text.contains(name), "missing {name}\n{text}");
+        }
+    }
+}

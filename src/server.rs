@@ -1,0 +1,293 @@
+//! The listeners: credentials (`GET /v1/credentials`) and admin (`/healthz`,
+//! `/readyz`, `/metrics`).
+//!
+//! Routing and authorization only: every answer comes from memory (the
+//! store's pre-rendered body or the metrics registry); nothing here waits on
+//! the upstream. Each listener stops accepting on shutdown and drains open
+//! connections within a grace period.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::metrics::{Metrics, ServerMetrics};
+use crate::store::Store;
+
+pub mod auth;
+
+pub use self::auth::AuthToken;
+
+/// The credentials path every SDK is pointed at.
+pub const CREDENTIALS_PATH: &str = "/v1/credentials";
+/// How long open connections get to finish after shutdown starts.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
+/// A client must send its request headers within this time.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest request head accepted (larger gets 431).
+pub const MAX_HEAD_BYTES: usize = 32 * 1024;
+/// Connections served at once per listener; more wait in the kernel backlog.
+pub const MAX_CONNECTIONS: usize = 4096;
+
+/// A response body.
+pub type Body = Full<Bytes>;
+
+/// Answers requests for one listener. Returns the route label for metrics.
+pub trait Routes: Send + Sync + 'static {
+    /// Answers `req` from memory.
+    fn route(&self, req: &Request<Incoming>) -> (&'static str, Response<Body>);
+}
+
+/// The credentials listener's routes.
+#[derive(Debug, Clone)]
+pub struct CredentialsRoutes {
+    /// Where the current credentials are.
+    pub store: Store,
+    /// The token callers must present.
+    pub auth: AuthToken,
+}
+
+/// The admin listener's routes.
+#[derive(Debug, Clone)]
+pub struct AdminRoutes {
+    /// Readiness follows the store.
+    pub store: Store,
+    /// What `/metrics` serves.
+    pub metrics: Metrics,
+}
+
+// === impl CredentialsRoutes ===
+
+impl Routes for CredentialsRoutes {
+    fn route(&self, req: &Request<Incoming>) -> (&'static str, Response<Body>) {
+        if req.uri().path() != CREDENTIALS_PATH {
+            return (
+                "other",
+                error(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    "unknown path; credentials are served at /v1/credentials",
+                ),
+            );
+        }
+        if req.method() != Method::GET {
+            return ("credentials", method_not_allowed());
+        }
+        let presented = req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes);
+        match presented {
+            None => {
+                return ("credentials", error(StatusCode::UNAUTHORIZED, "Unauthorized", "missing Authorization header; set AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE to the agent's auth token file"))
+            }
+            Some(p) if !self.auth.matches(p) => {
+                return ("credentials", error(StatusCode::UNAUTHORIZED, "Unauthorized", "the Authorization header does not match the agent's auth token"))
+            }
+            Some(_) => {}
+        }
+        let rsp = match self.store.servable(Instant::now()) {
+            Some(snapshot) => Response::builder()
+                .status(StatusCode::OK)
+                .header(CONTENT_TYPE, "application/json")
+                .header(CACHE_CONTROL, "no-store")
+                .body(Full::new(snapshot.body.clone())),
+            None => {
+                return (
+                    "credentials",
+                    error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "CredentialsUnavailable",
+                        "no valid credentials yet or they expired; see the agent's logs",
+                    ),
+                )
+            }
+        };
+        ("credentials", rsp.unwrap_or_else(|_| internal_error()))
+    }
+}
+
+// === impl AdminRoutes ===
+
+impl Routes for AdminRoutes {
+    fn route(&self, req: &Request<Incoming>) -> (&'static str, Response<Body>) {
+        let route = match req.uri().path() {
+            "/healthz" => "healthz",
+            "/readyz" => "readyz",
+            "/metrics" => "metrics",
+            _ => {
+                return (
+                    "other",
+                    error(
+                        StatusCode::NOT_FOUND,
+                        "NotFound",
+                        "unknown path; try /healthz, /readyz or /metrics",
+                    ),
+                )
+            }
+        };
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return (route, method_not_allowed());
+        }
+        let rsp = match route {
+            "healthz" => text(StatusCode::OK, "ok\n"),
+            "readyz" if self.store.servable(Instant::now()).is_some() => {
+                text(StatusCode::OK, "ready\n")
+            }
+            "readyz" => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: no valid credentials\n",
+            ),
+            _ => Response::builder()
+                .status(StatusCode::OK)
+                .header(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
+                .body(Full::new(Bytes::from(self.metrics.encode())))
+                .unwrap_or_else(|_| internal_error()),
+        };
+        (route, rsp)
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap_or_else(|_| internal_error())
+}
+
+fn method_not_allowed() -> Response<Body> {
+    let mut rsp = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        "only GET is supported",
+    );
+    rsp.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static("GET"));
+    rsp
+}
+
+/// A JSON error body. `Code`/`Message` are what the JS SDK reads; the
+/// lowercase pair is what the Go and Java SDKs read. Neither ever holds a
+/// secret: both come from fixed strings.
+pub fn error(status: StatusCode, code: &'static str, message: &'static str) -> Response<Body> {
+    let body = serde_json::json!({
+        "Code": code, "Message": message, "code": code, "message": message,
+    });
+    Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap_or_else(|_| internal_error())
+}
+
+fn internal_error() -> Response<Body> {
+    let mut rsp = Response::new(Full::new(Bytes::from_static(
+        b"{\"Code\":\"InternalError\",\"Message\":\"internal error\"}",
+    )));
+    *rsp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    rsp
+}
+
+/// Binds `addr`, naming `flag` in the error.
+pub async fn bind(addr: SocketAddr, flag: &'static str) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| BindError { flag, addr, source })
+}
+
+/// A listener could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} ({flag}): {source}")]
+pub struct BindError {
+    /// The flag that configured it.
+    pub flag: &'static str,
+    /// The address.
+    pub addr: SocketAddr,
+    /// The I/O error.
+    pub source: std::io::Error,
+}
+
+/// Serves `routes` on `listener` until `shutdown`, then drains open
+/// connections for at most `grace`.
+pub async fn serve<R: Routes>(
+    listener: TcpListener,
+    routes: Arc<R>,
+    metrics: ServerMetrics,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .keep_alive(true);
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let routes = routes.clone();
+        let metrics = metrics.clone();
+        let svc = service_fn(move |req: Request<Incoming>| {
+            let started = Instant::now();
+            let (route, rsp) = routes.route(&req);
+            metrics
+                .requests
+                .with_label_values(&[route, rsp.status().as_str()])
+                .inc();
+            metrics
+                .duration
+                .with_label_values(&[route])
+                .observe(started.elapsed().as_secs_f64());
+            std::future::ready(Ok::<_, Infallible>(rsp))
+        });
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!(
+            grace_s = grace.as_secs(),
+            "connections still open after the grace period; closing them"
+        );
+    }
+}

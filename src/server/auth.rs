@@ -1,0 +1,177 @@
+//! The authorization token that callers of the credentials endpoint present.
+//!
+//! At start the agent creates the token file with 256 random bits
+//! (base64url, no trailing newline: every SDK rejects a file ending in `\n`),
+//! mode 0644, written atomically; app containers read it through
+//! `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`. An existing non-empty file is
+//! used as is, so a restarted agent keeps the token apps already hold.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::RngCore;
+use subtle::ConstantTimeEq;
+
+use crate::secret::Secret;
+
+/// The token callers must send as `Authorization`.
+#[derive(Debug, Clone)]
+pub struct AuthToken(Secret);
+
+/// Why the auth token file could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthTokenError {
+    /// Reading an existing file failed.
+    #[error("cannot read the auth token file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Creating the file failed.
+    #[error("cannot write the auth token file {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The existing file holds bytes that cannot be an HTTP header value.
+    #[error("the auth token file {0} holds characters that cannot be sent in a header (e.g. a newline); remove it to have a new token generated")]
+    Unusable(PathBuf),
+}
+
+// === impl AuthToken ===
+
+impl AuthToken {
+    /// Uses the token in `path`, or creates one there.
+    pub fn load_or_create(path: &Path) -> Result<Self, AuthTokenError> {
+        match fs::read(path) {
+            Ok(bytes) if !bytes.is_empty() => {
+                let text = String::from_utf8(bytes)
+                    .map_err(|_| AuthTokenError::Unusable(path.to_owned()))?;
+                if text.bytes().any(|b| b.is_ascii_control()) {
+                    return Err(AuthTokenError::Unusable(path.to_owned()));
+                }
+                tracing::info!(path = %path.display(), "using the existing auth token");
+                Ok(Self(Secret::new(text)))
+            }
+            Ok(_) => Self::create(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::create(path),
+            Err(source) => Err(AuthTokenError::Read {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    fn create(path: &Path) -> Result<Self, AuthTokenError> {
+        let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+        rand::rng().fill_bytes(&mut *bytes);
+        let token = Secret::new(URL_SAFE_NO_PAD.encode(*bytes));
+        write_atomically(path, token.expose().as_bytes(), 0o644).map_err(|source| {
+            AuthTokenError::Write {
+                path: path.to_owned(),
+                source,
+            }
+        })?;
+        tracing::info!(path = %path.display(), "created a new auth token");
+        Ok(Self(token))
+    }
+
+    /// Returns true if and only if `presented` is the token (constant time).
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        self.0.expose().as_bytes().ct_eq(presented).into()
+    }
+}
+
+/// Writes `data` to `path` through a temporary file in the same directory
+/// and a rename, so readers see either the old file or the whole new one.
+pub fn write_atomically(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}.{}",
+        name.to_string_lossy(),
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let result = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        // The umask may have narrowed the mode given to open.
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_a_random_token_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/auth-token");
+        let a = AuthToken::load_or_create(&path).unwrap();
+        let on_disk = fs::read(&path).unwrap();
+        assert_eq!(on_disk.len(), 43, "256 bits as unpadded base64url");
+        assert!(on_disk
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_'));
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        assert!(a.matches(&on_disk));
+        assert!(!a.matches(b"wrong"));
+        assert!(!a.matches(&on_disk[..42]));
+        // A second start reuses it.
+        let b = AuthToken::load_or_create(&path).unwrap();
+        assert!(b.matches(&on_disk));
+        assert_eq!(
+            fs::read_dir(dir.path().join("sub")).unwrap().count(),
+            1,
+            "no temp files left"
+        );
+        // An empty file is replaced.
+        fs::write(&path, b"").unwrap();
+        let c = AuthToken::load_or_create(&path).unwrap();
+        assert!(!c.matches(&on_disk));
+        assert!(format!("{c:?}").contains("redacted"));
+    }
+
+    #[test]
+    fn existing_tokens_are_used_as_is_unless_unsendable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth-token");
+        fs::write(&path, b"operator-chosen").unwrap();
+        assert!(AuthToken::load_or_create(&path)
+            .unwrap()
+            .matches(b"operator-chosen"));
+        fs::write(&path, b"with-newline\n").unwrap();
+        let err = AuthToken::load_or_create(&path).unwrap_err();
+        assert!(err.to_string().contains("newline"), "{err}");
+        assert!(!err.to_string().contains("with-newline"), "{err}");
+    }
+}

@@ -1,0 +1,168 @@
+//! `credagent sidecar`: the token source, the refresher, the store and the
+//! two listeners, wired together.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::clock::{self, SharedClock};
+use crate::config::SidecarConfig;
+use crate::exchange::{Exchange, HttpExchanger};
+use crate::metrics::{Metrics, MetricsError};
+use crate::refresh::{Jitter, Refresher};
+use crate::server::{self, AdminRoutes, AuthToken, CredentialsRoutes};
+use crate::store::Store;
+use crate::token::{self, TokenSourceConfig};
+
+/// Overrides for tests and the demo; the defaults are production's.
+#[derive(Default)]
+pub struct Options {
+    /// Use this exchange instead of the HTTPS client built from the config.
+    pub exchange: Option<Arc<dyn Exchange>>,
+    /// Use this wall clock instead of the system's.
+    pub clock: Option<SharedClock>,
+    /// Tune the token source (poll interval, inotify on/off).
+    pub token: Option<TokenSourceConfig>,
+    /// Use this jitter source for the refresh schedule.
+    pub jitter: Option<Jitter>,
+    /// Use these already-bound listeners (credentials, admin).
+    pub listeners: Option<(tokio::net::TcpListener, tokio::net::TcpListener)>,
+    /// Drain grace period (default [`server::DRAIN_GRACE`]).
+    pub grace: Option<Duration>,
+}
+
+/// Why the sidecar could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The auth token file.
+    #[error(transparent)]
+    AuthToken(#[from] server::auth::AuthTokenError),
+    /// A listener.
+    #[error(transparent)]
+    Bind(#[from] server::BindError),
+    /// The upstream client.
+    #[error(transparent)]
+    Client(#[from] crate::exchange::http::BuildError),
+    /// Metrics registration.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    /// Reading a listener's address.
+    #[error("cannot read the listener address: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running sidecar.
+#[derive(Debug)]
+pub struct Sidecar {
+    /// Where credentials are served.
+    pub credentials_addr: SocketAddr,
+    /// Where /metrics, /healthz and /readyz are served.
+    pub admin_addr: SocketAddr,
+    /// The store the listeners serve from.
+    pub store: Store,
+    /// The metrics registry.
+    pub metrics: Metrics,
+    tasks: JoinSet<()>,
+}
+
+// === impl Sidecar ===
+
+impl Sidecar {
+    /// Starts everything; returns once both listeners are bound. Runs until
+    /// `shutdown` is cancelled.
+    pub async fn start(
+        config: &SidecarConfig,
+        options: Options,
+        shutdown: CancellationToken,
+    ) -> Result<Self, StartError> {
+        let metrics = Metrics::new()?;
+        let clock = options.clock.unwrap_or_else(clock::system);
+        let exchange: Arc<dyn Exchange> = match options.exchange {
+            Some(e) => e,
+            None => Arc::new(HttpExchanger::new(&config.upstream)?),
+        };
+        let auth = AuthToken::load_or_create(&config.auth_token_file)?;
+        let (creds_listener, admin_listener) = match options.listeners {
+            Some(pair) => pair,
+            None => (
+                server::bind(config.listen, "--listen").await?,
+                server::bind(config.admin_listen, "--admin-listen").await?,
+            ),
+        };
+        let credentials_addr = creds_listener.local_addr()?;
+        let admin_addr = admin_listener.local_addr()?;
+        if !credentials_addr.ip().is_loopback() {
+            warn!(addr = %credentials_addr, "the credentials listener is not on loopback: anything that can reach it and read the auth token gets credentials");
+        }
+        info!(
+            listen = %credentials_addr,
+            admin_listen = %admin_addr,
+            token_file = %config.token_file.display(),
+            exchange_url = %config.upstream.url,
+            auth_token_file = %config.auth_token_file.display(),
+            "credagent sidecar starting"
+        );
+
+        let store = Store::new();
+        let token_config = options
+            .token
+            .unwrap_or_else(|| TokenSourceConfig::new(config.token_file.clone()));
+        let tokens = token::spawn(
+            token_config,
+            clock.clone(),
+            metrics.token.clone(),
+            shutdown.clone(),
+        );
+        let mut refresher = Refresher::new(
+            exchange,
+            tokens,
+            store.clone(),
+            config.refresh,
+            clock,
+            metrics.refresh.clone(),
+        );
+        if let Some(jitter) = options.jitter {
+            refresher = refresher.with_jitter(jitter);
+        }
+
+        let grace = options.grace.unwrap_or(server::DRAIN_GRACE);
+        let mut tasks = JoinSet::new();
+        tasks.spawn(refresher.run(shutdown.clone()));
+        tasks.spawn(server::serve(
+            creds_listener,
+            Arc::new(CredentialsRoutes {
+                store: store.clone(),
+                auth,
+            }),
+            metrics.server.clone(),
+            shutdown.clone(),
+            grace,
+        ));
+        tasks.spawn(server::serve(
+            admin_listener,
+            Arc::new(AdminRoutes {
+                store: store.clone(),
+                metrics: metrics.clone(),
+            }),
+            metrics.server.clone(),
+            shutdown,
+            grace,
+        ));
+        Ok(Self {
+            credentials_addr,
+            admin_addr,
+            store,
+            metrics,
+            tasks,
+        })
+    }
+
+    /// Waits for every task to finish (after shutdown: listeners drained).
+    pub async fn wait(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
