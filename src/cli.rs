@@ -46,6 +46,8 @@ pub struct Cli {
 pub enum Command {
     /// Run in a workload Pod: watch the projected token, keep credentials fresh, serve them on loopback.
     Sidecar(SidecarArgs),
+    /// Run on every node (DaemonSet): serve each Pod the credentials its own projected token obtains.
+    Node(NodeArgs),
     /// Run the whole pipeline locally against a local stand-in upstream (no cluster needed).
     Demo(DemoArgs),
     /// Run a local stand-in for the upstream temporary-credentials endpoint (test tool).
@@ -176,4 +178,87 @@ pub struct DemoArgs {
     /// Stop after this long instead of waiting for Ctrl-C (e.g. 10s).
     #[arg(long, value_name = "DURATION")]
     pub duration: Option<String>,
+}
+
+/// Default node-mode listeners: the EKS Pod Identity addresses every current
+/// SDK accepts for plain http.
+pub const DEFAULT_NODE_LISTEN: [&str; 2] = ["169.254.170.23:80", "[fd00:ec2::23]:80"];
+
+/// `credagent node`.
+#[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct NodeArgs {
+    /// Node set-up steps.
+    #[command(subcommand)]
+    pub command: Option<NodeCommand>,
+
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
+
+    /// Credentials listener address; repeat (or comma-separate) for several.
+    #[arg(long, env = "CREDAGENT_LISTEN", value_name = "ADDR", value_delimiter = ',', default_values = DEFAULT_NODE_LISTEN)]
+    pub listen: Vec<SocketAddr>,
+
+    /// Admin listener address for /metrics, /healthz and /readyz.
+    #[arg(long, env = "CREDAGENT_ADMIN_LISTEN", default_value = DEFAULT_ADMIN_LISTEN, value_name = "ADDR")]
+    pub admin_listen: SocketAddr,
+
+    /// Most identities (distinct Pod tokens) cached; the least recently used go first.
+    #[arg(
+        long,
+        env = "CREDAGENT_MAX_IDENTITIES",
+        default_value = "4096",
+        value_name = "N"
+    )]
+    pub max_identities: usize,
+
+    /// Most upstream exchanges in flight at once.
+    #[arg(
+        long,
+        env = "CREDAGENT_UPSTREAM_CONCURRENCY",
+        default_value = "16",
+        value_name = "N"
+    )]
+    pub upstream_concurrency: usize,
+
+    /// Drop an identity not requested for this long (checked at its next refresh).
+    #[arg(
+        long,
+        env = "CREDAGENT_IDLE_TIMEOUT",
+        default_value = "1h",
+        value_name = "DURATION"
+    )]
+    pub idle_timeout: String,
+
+    /// How long a token the upstream rejected is refused without asking again.
+    #[arg(
+        long,
+        env = "CREDAGENT_NEGATIVE_CACHE_TTL",
+        default_value = "5s",
+        value_name = "DURATION"
+    )]
+    pub negative_cache_ttl: String,
+
+    #[command(flatten)]
+    pub tuning: TuningArgs,
+}
+
+/// `credagent node <step>`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum NodeCommand {
+    /// Create the link-local addresses (169.254.170.23/32, fd00:ec2::23/128) on a dummy link, then exit.
+    SetupLink(SetupLinkArgs),
+}
+
+/// `credagent node setup-link`.
+#[derive(Debug, Clone, Args)]
+pub struct SetupLinkArgs {
+    /// Name of the dummy link to create (falls back to `lo` where the kernel has no dummy type).
+    #[arg(
+        long,
+        env = "CREDAGENT_LINK_NAME",
+        default_value = "credagent0",
+        value_name = "NAME"
+    )]
+    pub link_name: String,
 }

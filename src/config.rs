@@ -13,7 +13,7 @@ use http::Uri;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
-use crate::cli::{SidecarArgs, TuningArgs, UpstreamArgs};
+use crate::cli::{NodeArgs, SidecarArgs, TuningArgs, UpstreamArgs};
 use crate::refresh::RefreshPolicy;
 
 /// The CoreWeave temporary-credentials endpoint, without the org id.
@@ -98,6 +98,55 @@ impl SidecarConfig {
             admin_listen: args.admin_listen,
             auth_token_file: args.auth_token_file.clone(),
             refresh: refresh_policy(&args.tuning)?,
+        })
+    }
+}
+
+/// Everything `credagent node` needs, validated.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The upstream exchange.
+    pub upstream: UpstreamConfig,
+    /// Credentials listeners.
+    pub listen: Vec<SocketAddr>,
+    /// Admin listener.
+    pub admin_listen: SocketAddr,
+    /// The identity cache's bounds and schedule.
+    pub cache: crate::node::cache::CacheConfig,
+}
+
+// === impl NodeConfig ===
+
+impl NodeConfig {
+    /// Validates raw node arguments.
+    pub fn from_args(args: &NodeArgs) -> Result<Self, ConfigError> {
+        if args.listen.is_empty() {
+            return Err(ConfigError::new(
+                "--listen",
+                "at least one address is required",
+            ));
+        }
+        if args.max_identities == 0 {
+            return Err(ConfigError::new("--max-identities", "must be > 0"));
+        }
+        if args.upstream_concurrency == 0 {
+            return Err(ConfigError::new("--upstream-concurrency", "must be > 0"));
+        }
+        let idle_timeout = parse_duration(&args.idle_timeout)
+            .map_err(|e| ConfigError::new("--idle-timeout", e))?;
+        let negative_ttl = parse_duration(&args.negative_cache_ttl)
+            .map_err(|e| ConfigError::new("--negative-cache-ttl", e))?;
+        Ok(Self {
+            upstream: upstream_config(&args.upstream, &args.tuning)?,
+            listen: args.listen.clone(),
+            admin_listen: args.admin_listen,
+            cache: crate::node::cache::CacheConfig {
+                max_identities: args.max_identities,
+                upstream_concurrency: args.upstream_concurrency,
+                idle_timeout,
+                negative_ttl,
+                policy: refresh_policy(&args.tuning)?,
+            },
         })
     }
 }

@@ -29,6 +29,8 @@
 //! - [`server`]: the credentials listener and the admin listener.
 //! - [`metrics`]: Prometheus metrics, one struct per subsystem.
 //! - [`sidecar`]: wires the stages together for `credagent sidecar`.
+//! - [`node`]: `credagent node`, one agent per node serving every Pod by its
+//!   own token through an identity cache.
 //! - [`demo`], [`standin`], [`kubelet`]: a local stand-in for the upstream
 //!   and a port of kubelet's atomic writer, for the demo and the tests.
 
@@ -42,6 +44,7 @@ pub mod demo;
 pub mod exchange;
 pub mod kubelet;
 pub mod metrics;
+pub mod node;
 pub mod refresh;
 pub mod secret;
 pub mod server;

@@ -35,6 +35,29 @@ fn main() -> ExitCode {
             };
             run(sidecar(config))
         }
+        Command::Node(args) => match &args.command {
+            Some(credagent::cli::NodeCommand::SetupLink(link)) => {
+                let config = credagent::node::link::LinkConfig {
+                    name: link.link_name.clone(),
+                    ..Default::default()
+                };
+                run(async move {
+                    let report = credagent::node::link::setup_link(&config).await?;
+                    credagent::node::link::log_report(&report);
+                    Ok(())
+                })
+            }
+            None => {
+                let config = match credagent::config::NodeConfig::from_args(&args) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+                run(node(config))
+            }
+        },
         Command::Demo(args) => {
             let config = match credagent::demo::DemoConfig::from_args(&args) {
                 Ok(c) => c,
@@ -122,6 +145,15 @@ async fn sidecar(config: SidecarConfig) -> anyhow::Result<()> {
     let sidecar = Sidecar::start(&config, Options::default(), shutdown.clone()).await?;
     shutdown.cancelled().await;
     sidecar.wait().await;
+    tracing::info!("credagent stopped");
+    Ok(())
+}
+
+async fn node(config: credagent::config::NodeConfig) -> anyhow::Result<()> {
+    let shutdown = credagent::shutdown::on_signal()?;
+    let node = credagent::node::Node::start(&config, Default::default(), shutdown.clone()).await?;
+    shutdown.cancelled().await;
+    node.wait().await;
     tracing::info!("credagent stopped");
     Ok(())
 }

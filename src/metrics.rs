@@ -5,8 +5,8 @@
 //! anything unbounded: labels are small fixed sets (result, route, status).
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
 };
 
 /// All of the agent's metrics.
@@ -55,6 +55,35 @@ pub struct ServerMetrics {
     pub requests: IntCounterVec,
     /// `credagent_request_duration_seconds{route}`.
     pub duration: HistogramVec,
+}
+
+/// Node-mode metrics (registered only by `credagent node`).
+#[derive(Clone, Debug)]
+pub struct NodeMetrics {
+    /// `credagent_node_identities`: identities cached now.
+    pub identities: IntGauge,
+    /// `credagent_node_max_identities`: the configured bound.
+    pub max_identities: IntGauge,
+    /// `credagent_node_cache_hits_total`.
+    pub hits: IntCounter,
+    /// `credagent_node_cache_misses_total`.
+    pub misses: IntCounter,
+    /// `credagent_node_cache_evictions_total{reason}`: `lru`, `idle`,
+    /// `token_expired`, `auth_rejected`, `failed`.
+    pub evictions: IntCounterVec,
+    /// `credagent_node_singleflight_joins_total`: misses that waited on
+    /// another request's exchange instead of making their own.
+    pub joins: IntCounter,
+    /// `credagent_node_negative_cache_hits_total`.
+    pub negative_hits: IntCounter,
+    /// `credagent_node_upstream_calls_total{result}`: `ok` or an error class.
+    pub upstream_calls: IntCounterVec,
+    /// `credagent_node_upstream_duration_seconds`.
+    pub upstream_duration: Histogram,
+    /// `credagent_node_refresh_ahead_total{result}`.
+    pub refresh_ahead: IntCounterVec,
+    /// `credagent_node_rejected_requests_total{reason}`.
+    pub rejected: IntCounterVec,
 }
 
 /// Why metrics could not be set up (a programming error: duplicate names).
@@ -222,6 +251,90 @@ impl ServerMetrics {
                 &["route", "status"],
             )?,
             duration,
+        })
+    }
+}
+
+impl NodeMetrics {
+    /// Creates and registers the node-mode metrics on `r`.
+    pub fn register(r: &Registry) -> Result<Self, MetricsError> {
+        let int_gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            r.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::new(name, help)?;
+            r.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let evictions = counter_vec(
+            r,
+            "node_cache_evictions_total",
+            "Identities dropped from the cache, by reason.",
+            &["reason"],
+        )?;
+        for reason in ["lru", "idle", "token_expired", "auth_rejected", "failed"] {
+            evictions.with_label_values(&[reason]);
+        }
+        let rejected = counter_vec(
+            r,
+            "node_rejected_requests_total",
+            "Credential requests refused, by reason.",
+            &["reason"],
+        )?;
+        for reason in [
+            "missing_token",
+            "malformed_token",
+            "expired_token",
+            "bad_host",
+            "upstream_denied",
+            "upstream_unavailable",
+        ] {
+            rejected.with_label_values(&[reason]);
+        }
+        let upstream_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "node_upstream_duration_seconds",
+                "Time taken by one upstream exchange in node mode.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?;
+        r.register(Box::new(upstream_duration.clone()))?;
+        Ok(Self {
+            identities: int_gauge("node_identities", "Identities (distinct tokens) cached.")?,
+            max_identities: int_gauge(
+                "node_max_identities",
+                "The configured bound on cached identities.",
+            )?,
+            hits: counter("node_cache_hits_total", "Requests answered from the cache.")?,
+            misses: counter(
+                "node_cache_misses_total",
+                "Requests whose token had no servable credentials cached.",
+            )?,
+            evictions,
+            joins: counter(
+                "node_singleflight_joins_total",
+                "Cache misses that waited for an exchange already in flight for the same token.",
+            )?,
+            negative_hits: counter(
+                "node_negative_cache_hits_total",
+                "Requests refused from the negative cache (token recently rejected upstream).",
+            )?,
+            upstream_calls: counter_vec(
+                r,
+                "node_upstream_calls_total",
+                "Upstream exchanges in node mode, by result.",
+                &["result"],
+            )?,
+            upstream_duration,
+            refresh_ahead: counter_vec(
+                r,
+                "node_refresh_ahead_total",
+                "Background refreshes of cached identities, by result.",
+                &["result"],
+            )?,
+            rejected,
         })
     }
 }

@@ -7,6 +7,7 @@
 //! connections within a grace period.
 
 use std::convert::Infallible;
+use std::future::{ready, Future, Ready};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,10 +47,14 @@ pub const MAX_CONNECTIONS: usize = 4096;
 /// A response body.
 pub type Body = Full<Bytes>;
 
-/// Answers requests for one listener. Returns the route label for metrics.
+/// Answers requests for one listener, with the route label for metrics.
 pub trait Routes: Send + Sync + 'static {
-    /// Answers `req` from memory.
-    fn route(&self, req: &Request<Incoming>) -> (&'static str, Response<Body>);
+    /// The answer; `std::future::Ready` for routes that answer from memory.
+    type Future: Future<Output = (&'static str, Response<Body>)> + Send + 'static;
+
+    /// Starts answering `req`. Only what the answer needs is copied out of
+    /// the request.
+    fn route(&self, req: &Request<Incoming>) -> Self::Future;
 }
 
 /// The credentials listener's routes.
@@ -64,16 +69,33 @@ pub struct CredentialsRoutes {
 /// The admin listener's routes.
 #[derive(Debug, Clone)]
 pub struct AdminRoutes {
-    /// Readiness follows the store.
-    pub store: Store,
+    /// What `/readyz` reports.
+    pub readiness: Readiness,
     /// What `/metrics` serves.
     pub metrics: Metrics,
+}
+
+/// When the agent is ready.
+#[derive(Debug, Clone)]
+pub enum Readiness {
+    /// While this store holds servable credentials (sidecar mode).
+    Store(Store),
+    /// As soon as the listeners are up (node mode: credentials are per Pod).
+    Listening,
 }
 
 // === impl CredentialsRoutes ===
 
 impl Routes for CredentialsRoutes {
-    fn route(&self, req: &Request<Incoming>) -> (&'static str, Response<Body>) {
+    type Future = Ready<(&'static str, Response<Body>)>;
+
+    fn route(&self, req: &Request<Incoming>) -> Self::Future {
+        ready(self.answer(req))
+    }
+}
+
+impl CredentialsRoutes {
+    fn answer(&self, req: &Request<Incoming>) -> (&'static str, Response<Body>) {
         if req.uri().path() != CREDENTIALS_PATH {
             return (
                 "other",
@@ -121,7 +143,22 @@ impl Routes for CredentialsRoutes {
 // === impl AdminRoutes ===
 
 impl Routes for AdminRoutes {
-    fn route(&self, req: &Request<Incoming>) -> (&'static str, Response<Body>) {
+    type Future = Ready<(&'static str, Response<Body>)>;
+
+    fn route(&self, req: &Request<Incoming>) -> Self::Future {
+        ready(self.answer(req))
+    }
+}
+
+impl AdminRoutes {
+    fn is_ready(&self) -> bool {
+        match &self.readiness {
+            Readiness::Store(store) => store.servable(Instant::now()).is_some(),
+            Readiness::Listening => true,
+        }
+    }
+
+    fn answer(&self, req: &Request<Incoming>) -> (&'static str, Response<Body>) {
         let route = match req.uri().path() {
             "/healthz" => "healthz",
             "/readyz" => "readyz",
@@ -142,9 +179,7 @@ impl Routes for AdminRoutes {
         }
         let rsp = match route {
             "healthz" => text(StatusCode::OK, "ok\n"),
-            "readyz" if self.store.servable(Instant::now()).is_some() => {
-                text(StatusCode::OK, "ready\n")
-            }
+            "readyz" if self.is_ready() => text(StatusCode::OK, "ready\n"),
             "readyz" => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not ready: no valid credentials\n",
@@ -224,7 +259,7 @@ pub struct BindError {
 pub async fn serve<R: Routes>(
     listener: TcpListener,
     routes: Arc<R>,
-    metrics: ServerMetrics,
+    metrics: Arc<ServerMetrics>,
     shutdown: CancellationToken,
     grace: Duration,
 ) {
@@ -261,16 +296,20 @@ pub async fn serve<R: Routes>(
         let metrics = metrics.clone();
         let svc = service_fn(move |req: Request<Incoming>| {
             let started = Instant::now();
-            let (route, rsp) = routes.route(&req);
-            metrics
-                .requests
-                .with_label_values(&[route, rsp.status().as_str()])
-                .inc();
-            metrics
-                .duration
-                .with_label_values(&[route])
-                .observe(started.elapsed().as_secs_f64());
-            std::future::ready(Ok::<_, Infallible>(rsp))
+            let answer = routes.route(&req);
+            let metrics = metrics.clone();
+            async move {
+                let (route, rsp) = answer.await;
+                metrics
+                    .requests
+                    .with_label_values(&[route, rsp.status().as_str()])
+                    .inc();
+                metrics
+                    .duration
+                    .with_label_values(&[route])
+                    .observe(started.elapsed().as_secs_f64());
+                Ok::<_, Infallible>(rsp)
+            }
         });
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
         tokio::spawn(async move {

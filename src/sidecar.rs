@@ -14,7 +14,7 @@ use crate::config::SidecarConfig;
 use crate::exchange::{Exchange, HttpExchanger};
 use crate::metrics::{Metrics, MetricsError};
 use crate::refresh::{Jitter, Refresher};
-use crate::server::{self, AdminRoutes, AuthToken, CredentialsRoutes};
+use crate::server::{self, AdminRoutes, AuthToken, CredentialsRoutes, Readiness};
 use crate::store::Store;
 use crate::token::{self, TokenSourceConfig};
 
@@ -130,6 +130,7 @@ impl Sidecar {
         }
 
         let grace = options.grace.unwrap_or(server::DRAIN_GRACE);
+        let server_metrics = Arc::new(metrics.server.clone());
         let mut tasks = JoinSet::new();
         tasks.spawn(refresher.run(shutdown.clone()));
         tasks.spawn(server::serve(
@@ -138,17 +139,17 @@ impl Sidecar {
                 store: store.clone(),
                 auth,
             }),
-            metrics.server.clone(),
+            server_metrics.clone(),
             shutdown.clone(),
             grace,
         ));
         tasks.spawn(server::serve(
             admin_listener,
             Arc::new(AdminRoutes {
-                store: store.clone(),
+                readiness: Readiness::Store(store.clone()),
                 metrics: metrics.clone(),
             }),
-            metrics.server.clone(),
+            server_metrics,
             shutdown,
             grace,
         ));

@@ -152,10 +152,13 @@ impl Store {
         Self::default()
     }
 
-    /// Replaces the current snapshot. Only the refresher calls this.
-    pub fn publish(&self, snapshot: Snapshot) {
-        self.current.store(Some(Arc::new(snapshot)));
+    /// Replaces the current snapshot and returns it. Only the refresher
+    /// (one per identity) calls this.
+    pub fn publish(&self, snapshot: Snapshot) -> Arc<Snapshot> {
+        let snapshot = Arc::new(snapshot);
+        self.current.store(Some(snapshot.clone()));
         self.published.send_modify(|n| *n += 1);
+        snapshot
     }
 
     /// Waits until the store holds servable credentials.

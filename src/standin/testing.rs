@@ -135,10 +135,13 @@ where
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "localhost");
+    let mut req = http::Request::builder().method(method).uri(path);
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        req = req.header("host", "localhost");
+    }
     for (name, value) in headers {
         req = req.header(*name, *value);
     }

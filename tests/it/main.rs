@@ -2,6 +2,9 @@
 
 mod binary;
 mod botocore;
+mod link;
+mod node;
+mod node_cache;
 mod refresh;
 mod rotation;
 mod server;
