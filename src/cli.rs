@@ -145,6 +145,10 @@ pub struct SidecarArgs {
 
     #[command(flatten)]
     pub tuning: TuningArgs,
+
+    /// Validate the configuration (flags and environment), print it, and exit.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 /// `credagent demo`.
@@ -241,6 +245,10 @@ pub struct NodeArgs {
 
     #[command(flatten)]
     pub tuning: TuningArgs,
+
+    /// Validate the configuration (flags and environment), print it, and exit.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 /// `credagent node <step>`.

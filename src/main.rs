@@ -33,6 +33,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            if args.check_config {
+                println!("configuration ok: {config:?}");
+                return ExitCode::SUCCESS;
+            }
             run(sidecar(config))
         }
         Command::Node(args) => match &args.command {
@@ -55,6 +59,10 @@ fn main() -> ExitCode {
                         return ExitCode::from(2);
                     }
                 };
+                if args.check_config {
+                    println!("configuration ok: {config:?}");
+                    return ExitCode::SUCCESS;
+                }
                 run(node(config))
             }
         },

@@ -387,3 +387,35 @@ async fn the_demo_runs_refreshes_and_exits_cleanly() {
         .expect("summary line");
     assert!(exchanges >= 2, "{stdout}");
 }
+
+#[test]
+fn check_config_validates_and_exits() {
+    let (code, out, err) = run(&["sidecar", "--org-id", "my-org", "--check-config"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("configuration ok") && out.contains("oidc/my-org"),
+        "{out}"
+    );
+    let (code, out, _) = run(
+        &["node", "--check-config"],
+        &[
+            ("CREDAGENT_ORG_ID", "my-org"),
+            ("CREDAGENT_LISTEN", "169.254.170.23:80,[fd00:ec2::23]:80"),
+        ],
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("[fd00:ec2::23]:80"), "{out}");
+    let (code, _, err) = run(
+        &[
+            "node",
+            "--org-id",
+            "o",
+            "--max-identities",
+            "0",
+            "--check-config",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("--max-identities"), "{err}");
+}
