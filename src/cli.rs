@@ -50,6 +50,14 @@ pub enum Command {
     Node(NodeArgs),
     /// Run the whole pipeline locally against a local stand-in upstream (no cluster needed).
     Demo(DemoArgs),
+    /// Print a running agent's credentials in the AWS credential_process format.
+    CredentialProcess(CredentialProcessArgs),
+    /// Exchange the projected token once and print what the upstream returns.
+    Exchange(ExchangeArgs),
+    /// Print the policy principal of a workload and an example access policy.
+    Principal(PrincipalArgs),
+    /// Check a sidecar set-up end to end and say how to fix what fails.
+    Doctor(DoctorArgs),
     /// Run a local stand-in for the upstream temporary-credentials endpoint (test tool).
     #[command(hide = true)]
     StandIn(crate::standin::StandInArgs),
@@ -145,6 +153,31 @@ pub struct SidecarArgs {
 
     #[command(flatten)]
     pub tuning: TuningArgs,
+
+    /// Also serve an EC2 instance-metadata (IMDSv2) emulation here, e.g. 127.0.0.1:8182 (off by default).
+    #[arg(long, env = "CREDAGENT_IMDS_LISTEN", value_name = "ADDR")]
+    pub imds_listen: Option<SocketAddr>,
+
+    /// Let the IMDS emulation answer requests without a session token (IMDSv1).
+    #[arg(long, env = "CREDAGENT_IMDS_ALLOW_V1")]
+    pub imds_allow_v1: bool,
+
+    /// Region the IMDS emulation reports at /latest/meta-data/placement/region.
+    #[arg(long, env = "CREDAGENT_REGION", value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// Also keep an AWS shared credentials file here, rewritten atomically on every refresh.
+    #[arg(long, env = "CREDAGENT_CREDENTIALS_FILE", value_name = "PATH")]
+    pub credentials_file: Option<PathBuf>,
+
+    /// Profile name in the credentials file.
+    #[arg(
+        long,
+        env = "CREDAGENT_CREDENTIALS_PROFILE",
+        default_value = "default",
+        value_name = "NAME"
+    )]
+    pub credentials_profile: String,
 
     /// Validate the configuration (flags and environment), print it, and exit.
     #[arg(long)]
@@ -269,4 +302,79 @@ pub struct SetupLinkArgs {
         value_name = "NAME"
     )]
     pub link_name: String,
+}
+
+/// `credagent credential-process`.
+#[derive(Debug, Clone, Args)]
+pub struct CredentialProcessArgs {
+    /// The agent's credentials URL.
+    #[arg(
+        long,
+        env = "CREDAGENT_URL",
+        default_value = "http://127.0.0.1:8181/v1/credentials",
+        value_name = "URL"
+    )]
+    pub url: String,
+
+    /// The agent's auth token file.
+    #[arg(long, env = "CREDAGENT_AUTH_TOKEN_FILE", default_value = DEFAULT_AUTH_TOKEN_FILE, value_name = "PATH")]
+    pub auth_token_file: PathBuf,
+}
+
+/// `credagent exchange`.
+#[derive(Debug, Clone, Args)]
+pub struct ExchangeArgs {
+    /// The projected service-account token to exchange.
+    #[arg(long, env = "CREDAGENT_TOKEN_FILE", default_value = DEFAULT_TOKEN_FILE, value_name = "PATH")]
+    pub token_file: PathBuf,
+
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
+
+    /// Print the secret access key and session token instead of redacting them.
+    #[arg(long)]
+    pub show_secret: bool,
+
+    #[command(flatten)]
+    pub tuning: TuningArgs,
+}
+
+/// `credagent principal`.
+#[derive(Debug, Clone, Args)]
+pub struct PrincipalArgs {
+    /// Read issuer and subject from this projected token.
+    #[arg(long, env = "CREDAGENT_TOKEN_FILE", value_name = "PATH", conflicts_with_all = ["issuer", "namespace", "service_account"])]
+    pub token_file: Option<PathBuf>,
+
+    /// The cluster's OIDC issuer URL (instead of a token).
+    #[arg(long, value_name = "URL", requires_all = ["namespace", "service_account"])]
+    pub issuer: Option<String>,
+
+    /// The workload's namespace (with --issuer).
+    #[arg(long, value_name = "NS", requires = "issuer")]
+    pub namespace: Option<String>,
+
+    /// The workload's service account (with --issuer).
+    #[arg(long, value_name = "SA", requires = "issuer")]
+    pub service_account: Option<String>,
+
+    /// CoreWeave organization id, for the bucket-policy principal.
+    #[arg(long, env = "CREDAGENT_ORG_ID", value_name = "ID")]
+    pub org_id: Option<String>,
+}
+
+/// `credagent doctor`.
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub sidecar: SidecarArgs,
+
+    /// The audience the OIDC configuration expects in tokens.
+    #[arg(
+        long,
+        env = "CREDAGENT_AUDIENCE",
+        default_value = "https://coreweave.com/iam",
+        value_name = "AUD"
+    )]
+    pub audience: String,
 }

@@ -78,6 +78,10 @@ pub struct SidecarConfig {
     pub auth_token_file: PathBuf,
     /// When to refresh and how long to keep serving.
     pub refresh: RefreshPolicy,
+    /// The IMDS emulation, if enabled.
+    pub imds: Option<(SocketAddr, crate::surfaces::imds::ImdsConfig)>,
+    /// The shared credentials file, if enabled.
+    pub credentials_file: Option<crate::surfaces::file_sink::FileSinkConfig>,
 }
 
 // === impl SidecarConfig ===
@@ -91,6 +95,35 @@ impl SidecarConfig {
         if args.auth_token_file.file_name().is_none() {
             return Err(ConfigError::new("--auth-token-file", "must name a file"));
         }
+        if let Some(region) = &args.region {
+            let valid = !region.is_empty()
+                && region.len() <= 64
+                && region
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if !valid {
+                return Err(ConfigError::new(
+                    "--region",
+                    "must be letters, digits and '-'",
+                ));
+            }
+        }
+        let profile_ok = !args.credentials_profile.is_empty()
+            && args
+                .credentials_profile
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !profile_ok {
+            return Err(ConfigError::new(
+                "--credentials-profile",
+                "must be letters, digits, '-', '_' or '.'",
+            ));
+        }
+        if let Some(path) = &args.credentials_file {
+            if path.file_name().is_none() {
+                return Err(ConfigError::new("--credentials-file", "must name a file"));
+            }
+        }
         Ok(Self {
             token_file: args.token_file.clone(),
             upstream: upstream_config(&args.upstream, &args.tuning)?,
@@ -98,6 +131,21 @@ impl SidecarConfig {
             admin_listen: args.admin_listen,
             auth_token_file: args.auth_token_file.clone(),
             refresh: refresh_policy(&args.tuning)?,
+            imds: args.imds_listen.map(|addr| {
+                (
+                    addr,
+                    crate::surfaces::imds::ImdsConfig {
+                        allow_v1: args.imds_allow_v1,
+                        region: args.region.clone(),
+                    },
+                )
+            }),
+            credentials_file: args.credentials_file.clone().map(|path| {
+                crate::surfaces::file_sink::FileSinkConfig {
+                    path,
+                    profile: args.credentials_profile.clone(),
+                }
+            }),
         })
     }
 }

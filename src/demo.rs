@@ -150,6 +150,8 @@ async fn run_in(
         admin_listen: config.admin_listen,
         auth_token_file: auth_token_file.clone(),
         refresh: RefreshPolicy::default(),
+        imds: None,
+        credentials_file: None,
     };
     let sidecar = Sidecar::start(&sidecar_config, Options::default(), shutdown.clone()).await?;
 

@@ -37,6 +37,7 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod atomic_file;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -45,6 +46,7 @@ pub mod exchange;
 pub mod kubelet;
 pub mod metrics;
 pub mod node;
+pub mod ops;
 pub mod refresh;
 pub mod secret;
 pub mod server;
@@ -52,4 +54,5 @@ pub mod shutdown;
 pub mod sidecar;
 pub mod standin;
 pub mod store;
+pub mod surfaces;
 pub mod token;

@@ -17,8 +17,8 @@ fn main() -> ExitCode {
         Err(e) => return clap_exit(e),
     };
     let default_format = match cli.command {
-        Command::Demo(_) => LogFormat::Text,
-        _ => LogFormat::Json,
+        Command::Sidecar(_) | Command::Node(_) => LogFormat::Json,
+        _ => LogFormat::Text,
     };
     if let Err(e) = init_tracing(cli.log_format.unwrap_or(default_format), &cli.log_level) {
         eprintln!("error: invalid value for --log-level: {e}");
@@ -76,6 +76,46 @@ fn main() -> ExitCode {
             };
             run(credagent::demo::run(config))
         }
+        Command::CredentialProcess(args) => credential_process(args),
+        Command::Exchange(args) => {
+            let upstream = match credagent::config::upstream_config(&args.upstream, &args.tuning) {
+                Ok(u) => u,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            one_shot(async move {
+                let (text, code) =
+                    credagent::ops::exchange::run(&args.token_file, &upstream, args.show_secret)
+                        .await;
+                if code == 0 {
+                    print!("{text}");
+                } else {
+                    eprintln!("{text}");
+                }
+                ExitCode::from(code)
+            })
+        }
+        Command::Principal(args) => principal(args),
+        Command::Doctor(args) => {
+            let config = match SidecarConfig::from_args(&args.sidecar) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            one_shot(async move {
+                let checks = credagent::ops::doctor::run(&config, &args.audience).await;
+                print!("{}", credagent::ops::doctor::render(&checks));
+                if checks.iter().all(|c| c.ok) {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            })
+        }
         Command::StandIn(args) => run(async move {
             let shutdown = credagent::shutdown::on_signal()?;
             credagent::standin::run(args, shutdown).await
@@ -103,6 +143,94 @@ fn clap_exit(e: clap::Error) -> ExitCode {
             eprintln!("{line}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Runs a one-shot command on a small runtime.
+fn one_shot<F: std::future::Future<Output = ExitCode>>(fut: F) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(fut),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn credential_process(args: credagent::cli::CredentialProcessArgs) -> ExitCode {
+    let url = match args.url.parse::<http::Uri>() {
+        Ok(u) if u.scheme_str() == Some("http") && u.host().is_some() => u,
+        _ => {
+            eprintln!("error: invalid value for --url: must be an http:// URL of the agent");
+            return ExitCode::from(2);
+        }
+    };
+    let config = credagent::ops::credential_process::CredentialProcessConfig {
+        url,
+        auth_token_file: args.auth_token_file,
+        timeout: std::time::Duration::from_secs(5),
+    };
+    one_shot(async move {
+        match credagent::ops::credential_process::fetch(&config).await {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("credagent credential-process: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn principal(args: credagent::cli::PrincipalArgs) -> ExitCode {
+    use credagent::ops::principal::{render, Identity};
+    let identity = match (&args.issuer, &args.namespace, &args.service_account) {
+        (Some(iss), Some(ns), Some(sa)) => Identity::service_account(iss, ns, sa),
+        _ => {
+            let path = args
+                .token_file
+                .clone()
+                .unwrap_or_else(|| credagent::cli::DEFAULT_TOKEN_FILE.into());
+            let token = one_shot_value(credagent::token::read_token(&path));
+            match token {
+                Ok(t) => match (t.claims.iss, t.claims.sub) {
+                    (Some(issuer), Some(subject)) => Identity { issuer, subject },
+                    _ => {
+                        eprintln!(
+                            "error: the token in {} has no iss or sub claim",
+                            path.display()
+                        );
+                        return ExitCode::FAILURE;
+                    }
+                },
+                Err(e) => {
+                    eprintln!(
+                        "error: {}: {e} (or pass --issuer, --namespace and --service-account)",
+                        path.display()
+                    );
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
+    print!("{}", render(&identity, args.org_id.as_deref()));
+    ExitCode::SUCCESS
+}
+
+fn one_shot_value<T>(
+    fut: impl std::future::Future<Output = Result<T, credagent::token::ReadError>>,
+) -> Result<T, credagent::token::ReadError> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(fut),
+        Err(e) => Err(credagent::token::ReadError::Unreadable(e.to_string())),
     }
 }
 

@@ -16,6 +16,8 @@ use crate::metrics::{Metrics, MetricsError};
 use crate::refresh::{Jitter, Refresher};
 use crate::server::{self, AdminRoutes, AuthToken, CredentialsRoutes, Readiness};
 use crate::store::Store;
+use crate::surfaces::file_sink;
+use crate::surfaces::imds::ImdsRoutes;
 use crate::token::{self, TokenSourceConfig};
 
 /// Overrides for tests and the demo; the defaults are production's.
@@ -31,6 +33,8 @@ pub struct Options {
     pub jitter: Option<Jitter>,
     /// Use these already-bound listeners (credentials, admin).
     pub listeners: Option<(tokio::net::TcpListener, tokio::net::TcpListener)>,
+    /// Use this already-bound listener for the IMDS emulation.
+    pub imds_listener: Option<tokio::net::TcpListener>,
     /// Drain grace period (default [`server::DRAIN_GRACE`]).
     pub grace: Option<Duration>,
 }
@@ -62,6 +66,8 @@ pub struct Sidecar {
     pub credentials_addr: SocketAddr,
     /// Where /metrics, /healthz and /readyz are served.
     pub admin_addr: SocketAddr,
+    /// Where the IMDS emulation is served, if enabled.
+    pub imds_addr: Option<SocketAddr>,
     /// The store the listeners serve from.
     pub store: Store,
     /// The metrics registry.
@@ -93,6 +99,12 @@ impl Sidecar {
                 server::bind(config.admin_listen, "--admin-listen").await?,
             ),
         };
+        let imds_listener = match (options.imds_listener, &config.imds) {
+            (Some(l), Some(_)) => Some(l),
+            (None, Some((addr, _))) => Some(server::bind(*addr, "--imds-listen").await?),
+            _ => None,
+        };
+        let imds_addr = imds_listener.as_ref().map(|l| l.local_addr()).transpose()?;
         let credentials_addr = creds_listener.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
         if !credentials_addr.ip().is_loopback() {
@@ -143,6 +155,25 @@ impl Sidecar {
             shutdown.clone(),
             grace,
         ));
+        if let (Some(listener), Some((_, imds))) = (imds_listener, &config.imds) {
+            if !imds_addr.is_some_and(|a| a.ip().is_loopback()) {
+                warn!("the IMDS emulation is not on loopback");
+            }
+            tasks.spawn(server::serve(
+                listener,
+                Arc::new(ImdsRoutes::new(store.clone(), imds.clone())),
+                server_metrics.clone(),
+                shutdown.clone(),
+                grace,
+            ));
+        }
+        if let Some(sink) = &config.credentials_file {
+            tasks.spawn(file_sink::run(
+                sink.clone(),
+                store.clone(),
+                shutdown.clone(),
+            ));
+        }
         tasks.spawn(server::serve(
             admin_listener,
             Arc::new(AdminRoutes {
@@ -156,6 +187,7 @@ impl Sidecar {
         Ok(Self {
             credentials_addr,
             admin_addr,
+            imds_addr,
             store,
             metrics,
             tasks,

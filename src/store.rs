@@ -24,6 +24,8 @@ pub struct Snapshot {
     pub credentials: Credentials,
     /// The ECS container-credentials response body, rendered once.
     pub body: Bytes,
+    /// The EC2 instance-metadata (IMDS) credentials body, rendered once.
+    pub imds_body: Bytes,
     /// When they were obtained (monotonic).
     pub obtained_at: Instant,
     /// How long the upstream granted them for, on the upstream's clock.
@@ -86,10 +88,12 @@ impl Snapshot {
         stale_margin: Duration,
     ) -> Self {
         let body = render_ecs(&credentials);
+        let imds_body = render_imds(&credentials, lifetime);
         let expires_at = obtained_at + lifetime;
         Self {
             credentials,
             body,
+            imds_body,
             obtained_at,
             lifetime,
             expires_at,
@@ -129,6 +133,37 @@ pub fn render_ecs(credentials: &Credentials) -> Bytes {
     Bytes::from_owner(ZeroizingBody(Zeroizing::new(bytes)))
 }
 
+/// The IMDS wire format (what EC2 serves at
+/// `/latest/meta-data/iam/security-credentials/ROLE`).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ImdsBody<'a> {
+    code: &'a str,
+    last_updated: &'a str,
+    #[serde(rename = "Type")]
+    kind: &'a str,
+    access_key_id: &'a str,
+    secret_access_key: &'a str,
+    token: &'a str,
+    expiration: &'a str,
+}
+
+/// Renders the IMDS body; `LastUpdated` is when the upstream issued them.
+pub fn render_imds(credentials: &Credentials, lifetime: Duration) -> Bytes {
+    let issued = credentials.expiration - lifetime;
+    let body = ImdsBody {
+        code: "Success",
+        last_updated: &format_expiration(issued),
+        kind: "AWS-HMAC",
+        access_key_id: &credentials.access_key_id,
+        secret_access_key: credentials.secret_access_key.expose(),
+        token: credentials.session_token.expose(),
+        expiration: &format_expiration(credentials.expiration),
+    };
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    Bytes::from_owner(ZeroizingBody(Zeroizing::new(bytes)))
+}
+
 /// Formats `t` as `YYYY-MM-DDTHH:MM:SSZ` in UTC: the one format every SDK
 /// parses (JS and Rust reject offsets, botocore rejects naive times).
 pub fn format_expiration(t: OffsetDateTime) -> String {
@@ -159,6 +194,12 @@ impl Store {
         self.current.store(Some(snapshot.clone()));
         self.published.send_modify(|n| *n += 1);
         snapshot
+    }
+
+    /// A receiver that changes on every publish (for sinks that mirror the
+    /// store, such as the credentials file).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.published.subscribe()
     }
 
     /// Waits until the store holds servable credentials.
@@ -222,6 +263,15 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&render_ecs(&c)).unwrap();
         assert_eq!(v["Token"], "tok");
         assert_eq!(v["AccountId"], "123");
+    }
+
+    #[test]
+    fn imds_body_is_exact() {
+        let body = render_imds(&creds("tok"), Duration::from_secs(3600));
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            r#"{"Code":"Success","LastUpdated":"2026-03-14T18:44:43Z","Type":"AWS-HMAC","AccessKeyId":"AKID","SecretAccessKey":"s3cr3t","Token":"tok","Expiration":"2026-03-14T19:44:43Z"}"#
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -398,22 +398,35 @@ fn io_error(e: std::io::Error) -> ReadError {
 }
 
 fn warn_if_subpath(path: &Path) {
+    if is_subpath_mount(path) {
+        warn!(
+            path = %path.display(),
+            "the token file is a subPath (single-file) mount: kubelet will never rotate it and exchanges will fail once it expires; mount the projected volume's directory instead"
+        );
+    }
+}
+
+/// Returns true if and only if `path` is itself a mount point in this
+/// process's mount namespace: a `subPath` mount that kubelet never rotates.
+pub fn is_subpath_mount(path: &Path) -> bool {
     let absolute = if path.is_absolute() {
         path.to_path_buf()
     } else {
         match std::env::current_dir() {
             Ok(cwd) => cwd.join(path),
-            Err(_) => return,
+            Err(_) => return false,
         }
     };
-    if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
-        if mountinfo::is_mount_point(&info, &absolute) {
-            warn!(
-                path = %absolute.display(),
-                "the token file is a subPath (single-file) mount: kubelet will never rotate it and exchanges will fail once it expires; mount the projected volume's directory instead"
-            );
-        }
-    }
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .is_ok_and(|info| mountinfo::is_mount_point(&info, &absolute))
+}
+
+/// Reads and validates the token at `path` once (with the same brief
+/// retries as the watcher), for one-shot commands.
+pub async fn read_token(path: &Path) -> Result<Token, ReadError> {
+    let raw = read_with_retry(path).await?;
+    let claims = jwt::decode(raw.expose())?;
+    Ok(Token { raw, claims })
 }
 
 #[cfg(test)]

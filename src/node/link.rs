@@ -48,6 +48,16 @@ pub const IPV6_ADDR: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x2
 /// The loopback device used when the kernel has no dummy link type.
 pub const LOOPBACK_NAME: &str = "lo";
 
+// Linux errno values (asm-generic, as on x86_64 and aarch64). netlink answers
+// with these, negated.
+const EPERM: i32 = 1;
+const EACCES: i32 = 13;
+const EEXIST: i32 = 17;
+const ENODEV: i32 = 19;
+const EOPNOTSUPP: i32 = 95;
+const EAFNOSUPPORT: i32 = 97;
+const ENETDOWN: i32 = 100;
+
 /// What to set up.
 #[derive(Debug, Clone)]
 pub struct LinkConfig {
@@ -205,16 +215,6 @@ pub fn log_report(report: &LinkReport) {
         tracing::warn!(address = %Cidr(*addr), link, reason = %reason, "address skipped");
     }
 }
-
-// Linux errno values (asm-generic, as on x86_64 and aarch64). netlink answers
-// with these, negated.
-const EPERM: i32 = 1;
-const EACCES: i32 = 13;
-const EEXIST: i32 = 17;
-const ENODEV: i32 = 19;
-const EOPNOTSUPP: i32 = 95;
-const EAFNOSUPPORT: i32 = 97;
-const ENETDOWN: i32 = 100;
 
 /// The open netlink connection.
 struct Netlink {

@@ -7,8 +7,6 @@
 //! used as is, so a restarted agent keeps the token apps already hold.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -74,7 +72,7 @@ impl AuthToken {
         let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
         rand::rng().fill_bytes(&mut *bytes);
         let token = Secret::new(URL_SAFE_NO_PAD.encode(*bytes));
-        write_atomically(path, token.expose().as_bytes(), 0o644).map_err(|source| {
+        crate::atomic_file::write(path, token.expose().as_bytes(), 0o644).map_err(|source| {
             AuthTokenError::Write {
                 path: path.to_owned(),
                 source,
@@ -90,44 +88,10 @@ impl AuthToken {
     }
 }
 
-/// Writes `data` to `path` through a temporary file in the same directory
-/// and a rename, so readers see either the old file or the whole new one.
-pub fn write_atomically(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}.{}",
-        name.to_string_lossy(),
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        // The umask may have narrowed the mode given to open.
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn creates_a_random_token_once() {

@@ -5,12 +5,7 @@
 //! can wait for the file. It then serves until shutdown. Its own ES256 issuer (kid `standin`)
 //! mints tokens through `POST /_standin/token`.
 
-use std::{
-    io::Write as _,
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{io::Write as _, net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -99,7 +94,7 @@ pub async fn start_from_args(
         stdout.flush()?;
     }
     if let Some(path) = &args.addr_file {
-        write_atomically(path, standin.connect_addr().to_string().as_bytes())
+        crate::atomic_file::write(path, standin.connect_addr().to_string().as_bytes(), 0o644)
             .with_context(|| format!("writing the address file {}", path.display()))?;
     }
     Ok(standin)
@@ -112,22 +107,4 @@ pub async fn run(args: StandInArgs, shutdown: CancellationToken) -> anyhow::Resu
     shutdown.cancelled().await;
     standin.stopped().await;
     Ok(())
-}
-
-/// Writes `data` to a temporary file next to `path`, then renames it over `path`.
-fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let name = path.file_name().ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "address file path has no file name",
-        )
-    })?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp.{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    std::fs::write(&tmp, data)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
 }

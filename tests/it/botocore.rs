@@ -1,41 +1,10 @@
 //! A real AWS SDK (botocore's container provider) resolves credentials from
 //! the sidecar through AWS_CONTAINER_CREDENTIALS_FULL_URI and
 //! AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE.
-//!
-//! The Python venv comes from `CREDAGENT_TEST_PYTHON` (the test script sets
-//! it up) or is created under `target/test-venv` on first use.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::support::{Rig, RigOptions, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("CREDAGENT_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let venv = root.join("target/test-venv");
-    let py = venv.join("bin/python");
-    let ready = venv.join(".installed");
-    if !ready.exists() {
-        let ok = std::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 -m venv")
-            .success();
-        assert!(ok, "cannot create a venv");
-        let ok = std::process::Command::new(&py)
-            .args(["-m", "pip", "install", "-q", "-r"])
-            .arg(root.join("tests/requirements.txt"))
-            .status()
-            .expect("pip")
-            .success();
-        assert!(ok, "pip install failed");
-        std::fs::write(&ready, b"").unwrap();
-    }
-    py
-}
+use crate::support::{python, Rig, RigOptions, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
 
 const SCRIPT: &str = r#"
 import json, sys, botocore.session

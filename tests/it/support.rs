@@ -76,6 +76,8 @@ pub struct RigOptions {
     pub tls: bool,
     pub write_token: bool,
     pub token_poll: Option<Duration>,
+    pub imds: Option<(std::net::SocketAddr, credagent::surfaces::imds::ImdsConfig)>,
+    pub credentials_file: Option<credagent::surfaces::file_sink::FileSinkConfig>,
 }
 
 impl Default for RigOptions {
@@ -85,6 +87,8 @@ impl Default for RigOptions {
             tls: false,
             write_token: true,
             token_poll: None,
+            imds: None,
+            credentials_file: None,
         }
     }
 }
@@ -154,6 +158,8 @@ impl Rig {
             admin_listen: "127.0.0.1:0".parse().expect("addr"),
             auth_token_file: auth_file.clone(),
             refresh: RefreshPolicy::default(),
+            imds: opts.imds.clone(),
+            credentials_file: opts.credentials_file.clone(),
         };
         let mut token = TokenSourceConfig::new(config.token_file.clone());
         token.missing_interval = Duration::from_millis(50);
@@ -252,4 +258,61 @@ pub async fn until<F: FnMut() -> bool>(what: &str, mut cond: F) {
 /// The registry's text as a String.
 pub fn scrape(sidecar: &Sidecar) -> String {
     String::from_utf8(sidecar.metrics.encode()).expect("utf-8 metrics")
+}
+
+/// The Python with botocore: `CREDAGENT_TEST_PYTHON` (the test script sets
+/// it up), or a venv created under `target/test-venv` on first use.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("CREDAGENT_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = CREATING.lock().unwrap_or_else(|e| e.into_inner());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let venv = root.join("target/test-venv");
+    let py = venv.join("bin/python");
+    let ready = venv.join(".installed");
+    if !ready.exists() {
+        let ok = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 -m venv")
+            .success();
+        assert!(ok, "cannot create a venv");
+        let ok = std::process::Command::new(&py)
+            .args(["-m", "pip", "install", "-q", "-r"])
+            .arg(root.join("tests/requirements.txt"))
+            .status()
+            .expect("pip")
+            .success();
+        assert!(ok, "pip install failed");
+        std::fs::write(&ready, b"").unwrap();
+    }
+    py
+}
+
+/// Runs `script` with botocore, in an environment holding only `env`
+/// (plus PATH and a HOME/config isolated in `home`), and parses the one
+/// JSON line it prints.
+pub async fn botocore_json(script: &str, home: &Path, env: &[(&str, String)]) -> serde_json::Value {
+    let mut cmd = tokio::process::Command::new(python());
+    cmd.arg("-c")
+        .arg(script)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("AWS_CONFIG_FILE", home.join("no-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("no-credentials"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("bad output: {stdout}"))
 }

@@ -1,0 +1,73 @@
+//! `credagent credential-process`: prints a running agent's credentials in
+//! the `credential_process` format, for AWS config profiles:
+//!
+//! ```ini
+//! [profile app]
+//! credential_process = credagent credential-process
+//! ```
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{StatusCode, Uri};
+use serde_json::json;
+
+use crate::exchange::parse_credentials;
+use crate::store::format_expiration;
+
+/// What to fetch from.
+#[derive(Debug, Clone)]
+pub struct CredentialProcessConfig {
+    /// The agent's credentials URL.
+    pub url: Uri,
+    /// The agent's auth token file.
+    pub auth_token_file: PathBuf,
+    /// Total time allowed.
+    pub timeout: Duration,
+}
+
+/// Fetches and renders the credential_process JSON. The error is one line
+/// for stderr.
+pub async fn fetch(config: &CredentialProcessConfig) -> Result<String, String> {
+    let auth = std::fs::read_to_string(&config.auth_token_file).map_err(|e| {
+        format!(
+            "cannot read the auth token file {}: {e}",
+            config.auth_token_file.display()
+        )
+    })?;
+    let (status, body) = super::local_get(&config.url, Some(&auth), config.timeout)
+        .await
+        .map_err(|e| format!("cannot reach the agent at {}: {e}", config.url))?;
+    match status {
+        StatusCode::OK => {}
+        StatusCode::UNAUTHORIZED => {
+            return Err(format!(
+                "the agent at {} refused the auth token (HTTP 401); check --auth-token-file",
+                config.url
+            ))
+        }
+        StatusCode::SERVICE_UNAVAILABLE => {
+            return Err(format!(
+                "the agent at {} has no valid credentials yet (HTTP 503); see its logs",
+                config.url
+            ))
+        }
+        other => {
+            return Err(format!(
+                "the agent at {} answered HTTP {}",
+                config.url,
+                other.as_u16()
+            ))
+        }
+    }
+    let creds = parse_credentials(&body, None)
+        .map_err(|e| format!("the agent's answer is unusable: {e}"))?;
+    let out = json!({
+        "Version": 1,
+        "AccessKeyId": creds.access_key_id,
+        "SecretAccessKey": creds.secret_access_key.expose(),
+        "SessionToken": creds.session_token.expose(),
+        "Expiration": format_expiration(creds.expiration),
+    });
+    Ok(out.to_string())
+}
