@@ -103,6 +103,9 @@ pub enum Fault {
     },
     /// Drop the connection without answering.
     CloseConnection,
+    /// Answer 200 with a `Content-Length` larger than the body, then close:
+    /// the connection breaks mid-body.
+    TruncatedBody,
 }
 
 /// A handle to a running stand-in. Cloning is cheap (it is an `Arc` inside).

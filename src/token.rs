@@ -85,6 +85,9 @@ impl TokenSourceConfig {
     }
 }
 
+/// Poll interval while the directory cannot be watched.
+const DEGRADED_POLL: Duration = Duration::from_secs(5);
+
 /// Retry delays for one read that hits a transient error.
 const READ_RETRIES: [Duration; 5] = [
     Duration::from_millis(10),
@@ -194,7 +197,12 @@ impl Source {
             }
             self.reload().await;
             self.check_expiry();
-            let interval = self.poll_interval();
+            let mut interval = self.poll_interval();
+            if self.config.watch && dir_watch.is_none() {
+                // Degraded (no inotify, or the directory vanished): poll
+                // more often, and retry the watch each time.
+                interval = interval.min(DEGRADED_POLL);
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = kick.notified() => self.debounce(&kick).await,

@@ -1,7 +1,9 @@
 //! One integration-test binary (one link), with a module per area.
 
+mod abuse;
 mod binary;
 mod botocore;
+mod faults;
 mod link;
 mod node;
 mod node_cache;

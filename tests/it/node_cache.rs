@@ -36,6 +36,8 @@ struct Upstream {
     calls: Mutex<Vec<(Instant, String)>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// While set, every exchange fails with a 503.
+    down: std::sync::atomic::AtomicBool,
 }
 
 impl Exchange for Upstream {
@@ -52,7 +54,7 @@ impl Exchange for Upstream {
             self.max_in_flight.fetch_max(n, Ordering::SeqCst);
             tokio::time::sleep(self.delay).await;
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            if token.expose().starts_with("fail") {
+            if token.expose().starts_with("fail") || self.down.load(Ordering::SeqCst) {
                 return Err(ExchangeError::Upstream { status: 503 });
             }
             let now = self.clock.now();
@@ -90,6 +92,7 @@ fn rig(delay: Duration, configure: impl FnOnce(&mut CacheConfig)) -> Rig {
         calls: Mutex::new(Vec::new()),
         in_flight: AtomicUsize::new(0),
         max_in_flight: AtomicUsize::new(0),
+        down: Default::default(),
     });
     let registry = Metrics::new().unwrap();
     let metrics = NodeMetrics::register(registry.registry()).unwrap();
@@ -237,4 +240,37 @@ async fn a_flood_of_distinct_tokens_cannot_grow_the_cache_past_its_bound() {
     assert_eq!(r.cache.len(), 64);
     assert_eq!(r.metrics.identities.get(), 64);
     assert!(r.metrics.evictions.with_label_values(&["lru"]).get() >= 500 - 64);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_upstream_outage_keeps_cached_identities_served_until_stale() {
+    let r = rig(Duration::from_millis(100), |c| {
+        c.idle_timeout = 24 * 60 * MIN
+    });
+    let token = "pod-a";
+    r.fetch(token, r.far_exp()).await.unwrap();
+    r.upstream.down.store(true, Ordering::SeqCst);
+    // Refresh-ahead at ~30 min fails and retries with backoff; the cached
+    // credentials are still a hit until 5 minutes before they expire.
+    tokio::time::sleep(54 * MIN).await;
+    assert!(matches!(r.cache.lookup(&digest(token)), Lookup::Hit(_)));
+    assert!(
+        r.metrics
+            .refresh_ahead
+            .with_label_values(&["upstream_error"])
+            .get()
+            >= 5
+    );
+    tokio::time::sleep(2 * MIN).await;
+    assert!(matches!(r.cache.lookup(&digest(token)), Lookup::Miss));
+    // A request now is a miss that fails fast with the upstream's error...
+    assert!(matches!(
+        r.fetch(token, r.far_exp()).await,
+        Err(FetchError::Unavailable(_))
+    ));
+    // ...and recovers once the upstream does.
+    r.upstream.down.store(false, Ordering::SeqCst);
+    tokio::time::sleep(2 * MIN).await;
+    r.fetch(token, r.far_exp()).await.unwrap();
+    assert!(matches!(r.cache.lookup(&digest(token)), Lookup::Hit(_)));
 }

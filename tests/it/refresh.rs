@@ -130,7 +130,18 @@ struct Harness {
 }
 
 fn start(answers: Vec<Answer>, jitter: f64) -> Harness {
+    start_skewed(answers, jitter, 0)
+}
+
+/// Like `start`, with the local wall clock `skew_s` seconds off the
+/// upstream's (positive: ahead).
+fn start_skewed(answers: Vec<Answer>, jitter: f64, skew_s: i64) -> Harness {
     let exchange = Scripted::new(answers);
+    let local = if skew_s >= 0 {
+        exchange.now + Duration::from_secs(skew_s as u64)
+    } else {
+        exchange.now - Duration::from_secs(skew_s.unsigned_abs())
+    };
     let store = Store::new();
     let (tx, rx) = watch::channel(Some(token("a")));
     let metrics = Metrics::new().unwrap();
@@ -140,7 +151,7 @@ fn start(answers: Vec<Answer>, jitter: f64) -> Harness {
         rx,
         store.clone(),
         RefreshPolicy::default(),
-        Arc::new(Frozen(exchange.now)),
+        Arc::new(Frozen(local)),
         metrics.refresh.clone(),
     )
     .with_jitter(Box::new(move || jitter));
@@ -282,4 +293,27 @@ async fn waits_for_a_token_before_exchanging() {
     store.wait_servable().await;
     assert_eq!(exchange.calls().len(), 1);
     shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_skewed_local_clock_does_not_move_the_schedule() {
+    // Ten minutes ahead of, or behind, the upstream's Date: the lifetime is
+    // measured on the upstream's clock and the schedule on the monotonic one.
+    for skew in [600, -600, 50 * 60] {
+        let h = start_skewed(vec![Answer::Ok(60 * MIN)], 0.0, skew);
+        let calls = h.exchange.wait_calls(2).await;
+        assert_eq!(
+            offsets(&h, &calls),
+            [Duration::ZERO, 30 * MIN],
+            "skew {skew}s"
+        );
+        let snapshot = h.store.load().unwrap();
+        assert_eq!(snapshot.lifetime, 60 * MIN, "skew {skew}s");
+        assert_eq!(
+            snapshot.serve_until - snapshot.obtained_at,
+            55 * MIN,
+            "skew {skew}s"
+        );
+        h.shutdown.cancel();
+    }
 }

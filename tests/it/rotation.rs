@@ -226,3 +226,58 @@ async fn metrics_text_reports_token_reloads() {
     );
     assert!(!text.contains(&token[..40]));
 }
+
+#[tokio::test]
+async fn a_one_mebibyte_token_is_rejected_without_reading_it_all() {
+    let issuer = rs256_issuer();
+    let good = mint(&issuer, "app", Duration::from_secs(3600));
+    let mut s = Source::start(
+        |c| c.poll_interval = Some(Duration::from_millis(50)),
+        Some(&good),
+    );
+    s.until_token(&good).await;
+    kubelet_swap(&s.volume(), &"e".repeat(1024 * 1024));
+    until("too_large", || s.reloads("too_large") >= 1).await;
+    assert_eq!(s.current().as_deref(), Some(good.as_str()));
+}
+
+#[tokio::test]
+async fn an_unreadable_token_keeps_the_last_good_one() {
+    let issuer = rs256_issuer();
+    let good = mint(&issuer, "app", Duration::from_secs(3600));
+    let mut s = Source::start(
+        |c| c.poll_interval = Some(Duration::from_millis(50)),
+        Some(&good),
+    );
+    s.until_token(&good).await;
+    // Publish a payload directory whose "file" cannot be read (a directory:
+    // EISDIR; as root, modes cannot make a file unreadable).
+    let ts = s.volume().join("..broken");
+    std::fs::create_dir_all(ts.join("oidc-token")).unwrap();
+    std::os::unix::fs::symlink("..broken", s.volume().join("..data_tmp")).unwrap();
+    std::fs::rename(s.volume().join("..data_tmp"), s.volume().join("..data")).unwrap();
+    until("unreadable", || s.reloads("unreadable") >= 1).await;
+    assert_eq!(s.current().as_deref(), Some(good.as_str()));
+    let next = mint(&issuer, "app", Duration::from_secs(3600));
+    kubelet_swap(&s.volume(), &next);
+    s.until_token(&next).await;
+}
+
+#[tokio::test]
+async fn a_volume_deleted_and_recreated_is_followed() {
+    let issuer = rs256_issuer();
+    let good = mint(&issuer, "app", Duration::from_secs(3600));
+    let mut s = Source::start(|_| {}, Some(&good));
+    s.until_token(&good).await;
+    std::fs::remove_dir_all(s.volume()).unwrap();
+    until("missing", || s.reloads("missing") >= 1).await;
+    assert_eq!(
+        s.current().as_deref(),
+        Some(good.as_str()),
+        "last good kept"
+    );
+    let next = mint(&issuer, "app", Duration::from_secs(3600));
+    kubelet_swap(&s.volume(), &next);
+    // Seen by the degraded-mode poll (5 s) or a re-established watch.
+    s.until_token(&next).await;
+}

@@ -174,3 +174,30 @@ async fn nothing_listening_is_a_transport_error() {
     let err = c.exchange(&Secret::new("a.b.c")).await.unwrap_err();
     assert_eq!(err.class(), "transport", "{err}");
 }
+
+#[tokio::test]
+async fn https_with_an_expired_certificate_is_refused() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut leaf_params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    leaf_params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    leaf_params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(rustls_pki_types::PrivatePkcs8KeyDer::from(
+        leaf_key.serialize_der(),
+    ));
+    let server = credagent::standin::tls_server_config(vec![leaf.der().clone()], key).unwrap();
+    let up = upstream("127.0.0.1:0", Some(server)).await;
+    let err = client(&up.standin.url(), vec![ca.der().clone()])
+        .exchange(&up.token)
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), "transport");
+    assert!(err.to_string().to_lowercase().contains("expired"), "{err}");
+    assert_eq!(up.standin.successes(), 0);
+}

@@ -1,0 +1,110 @@
+//! Abusive clients on the credentials listener, over raw TCP.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::{Rig, RigOptions};
+
+/// Writes `request` and reads until the server closes or `limit` passes.
+async fn exchange_raw(rig: &Rig, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(rig.sidecar.credentials_addr)
+        .await
+        .unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status codes of every response in `raw` (bodies carry no newline).
+fn statuses(raw: &str) -> Vec<&str> {
+    raw.match_indices("HTTP/1.")
+        .filter_map(|(i, _)| raw.get(i + 9..i + 12))
+        .collect()
+}
+
+#[tokio::test]
+async fn oversized_headers_get_431() {
+    let rig = Rig::start(RigOptions::default()).await;
+    let big = format!(
+        "GET /v1/credentials HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let raw = exchange_raw(&rig, big.as_bytes()).await;
+    assert_eq!(statuses(&raw), ["431"], "{raw:.200}");
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_slowloris_connection_is_closed() {
+    let rig = Rig::start(RigOptions::default()).await;
+    let mut stream = TcpStream::connect(rig.sidecar.credentials_addr)
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /v1/credentials HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // Never finish the headers: the server must hang up by itself (its
+    // header read timeout is 5 s; 15 s bounds the test, not the server).
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut buf)).await;
+    assert!(
+        closed.is_ok(),
+        "the server kept a header-less connection open"
+    );
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn pipelined_and_http10_requests_are_answered() {
+    let rig = Rig::start(RigOptions::default()).await;
+    rig.sidecar.store.wait_servable().await;
+    let auth = rig.auth_token();
+    let one = format!("GET /v1/credentials HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\r\n");
+    let last = format!("GET /v1/credentials HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n");
+    let raw = exchange_raw(
+        &rig,
+        format!("{one}GET /nope HTTP/1.1\r\nHost: x\r\n\r\n{last}").as_bytes(),
+    )
+    .await;
+    assert_eq!(statuses(&raw), ["200", "404", "200"], "{raw:?}");
+    let raw = exchange_raw(
+        &rig,
+        format!("GET /v1/credentials HTTP/1.0\r\nAuthorization: {auth}\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(
+        raw.starts_with("HTTP/1.0 200") || raw.starts_with("HTTP/1.1 200"),
+        "{raw}"
+    );
+    assert!(raw.contains("AccessKeyId"));
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn request_smuggling_shapes_are_refused() {
+    let rig = Rig::start(RigOptions::default()).await;
+    rig.sidecar.store.wait_servable().await;
+    let cases = [
+        "GET /v1/credentials HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "GET /v1/credentials HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        "GET /v1/credentials HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked, identity\r\n\r\n",
+        "BREW /v1/credentials HTCPCP/1.0\r\n\r\n",
+        "\u{0}\u{1}\u{2}garbage\r\n\r\n",
+    ];
+    for case in cases {
+        let raw = exchange_raw(&rig, case.as_bytes()).await;
+        let s = statuses(&raw);
+        assert!(
+            s.iter().all(|c| c.starts_with('4')) && !s.is_empty() || raw.is_empty(),
+            "{case:?} -> {raw:.200}"
+        );
+        assert!(!raw.contains("AccessKeyId"), "{case:?}");
+    }
+    // And the listener still works.
+    assert_eq!(rig.credentials().await.status, 200);
+    rig.stop().await;
+}
