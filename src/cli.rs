@@ -179,6 +179,15 @@ pub struct SidecarArgs {
     )]
     pub credentials_profile: String,
 
+    /// Most connections served at once per listener (more wait until one closes).
+    #[arg(
+        long,
+        env = "CREDAGENT_MAX_CONNECTIONS",
+        default_value = "4096",
+        value_name = "N"
+    )]
+    pub max_connections: usize,
+
     /// Validate the configuration (flags and environment), print it, and exit.
     #[arg(long)]
     pub check_config: bool,
@@ -278,6 +287,15 @@ pub struct NodeArgs {
 
     #[command(flatten)]
     pub tuning: TuningArgs,
+
+    /// Most connections served at once per listener (more wait until one closes).
+    #[arg(
+        long,
+        env = "CREDAGENT_MAX_CONNECTIONS",
+        default_value = "4096",
+        value_name = "N"
+    )]
+    pub max_connections: usize,
 
     /// Validate the configuration (flags and environment), print it, and exit.
     #[arg(long)]

@@ -82,6 +82,8 @@ pub struct SidecarConfig {
     pub imds: Option<(SocketAddr, crate::surfaces::imds::ImdsConfig)>,
     /// The shared credentials file, if enabled.
     pub credentials_file: Option<crate::surfaces::file_sink::FileSinkConfig>,
+    /// Connections served at once per listener.
+    pub max_connections: usize,
 }
 
 // === impl SidecarConfig ===
@@ -119,6 +121,9 @@ impl SidecarConfig {
                 "must be letters, digits, '-', '_' or '.'",
             ));
         }
+        if args.max_connections == 0 {
+            return Err(ConfigError::new("--max-connections", "must be > 0"));
+        }
         if let Some(path) = &args.credentials_file {
             if path.file_name().is_none() {
                 return Err(ConfigError::new("--credentials-file", "must name a file"));
@@ -140,6 +145,7 @@ impl SidecarConfig {
                     },
                 )
             }),
+            max_connections: args.max_connections,
             credentials_file: args.credentials_file.clone().map(|path| {
                 crate::surfaces::file_sink::FileSinkConfig {
                     path,
@@ -161,6 +167,8 @@ pub struct NodeConfig {
     pub admin_listen: SocketAddr,
     /// The identity cache's bounds and schedule.
     pub cache: crate::node::cache::CacheConfig,
+    /// Connections served at once per listener.
+    pub max_connections: usize,
 }
 
 // === impl NodeConfig ===
@@ -177,6 +185,9 @@ impl NodeConfig {
         if args.max_identities == 0 {
             return Err(ConfigError::new("--max-identities", "must be > 0"));
         }
+        if args.max_connections == 0 {
+            return Err(ConfigError::new("--max-connections", "must be > 0"));
+        }
         if args.upstream_concurrency == 0 {
             return Err(ConfigError::new("--upstream-concurrency", "must be > 0"));
         }
@@ -188,6 +199,7 @@ impl NodeConfig {
             upstream: upstream_config(&args.upstream, &args.tuning)?,
             listen: args.listen.clone(),
             admin_listen: args.admin_listen,
+            max_connections: args.max_connections,
             cache: crate::node::cache::CacheConfig {
                 max_identities: args.max_identities,
                 upstream_concurrency: args.upstream_concurrency,

@@ -152,6 +152,7 @@ async fn run_in(
         refresh: RefreshPolicy::default(),
         imds: None,
         credentials_file: None,
+        max_connections: 4096,
     };
     let sidecar = Sidecar::start(&sidecar_config, Options::default(), shutdown.clone()).await?;
 

@@ -126,7 +126,10 @@ impl Node {
                 routes.clone(),
                 server_metrics.clone(),
                 shutdown.clone(),
-                server::DRAIN_GRACE,
+                server::Limits {
+                    grace: server::DRAIN_GRACE,
+                    max_connections: config.max_connections,
+                },
             ));
         }
         tasks.spawn(server::serve(
@@ -137,7 +140,10 @@ impl Node {
             }),
             server_metrics,
             shutdown,
-            server::DRAIN_GRACE,
+            server::Limits {
+                grace: server::DRAIN_GRACE,
+                max_connections: config.max_connections,
+            },
         ));
         Ok(Self {
             addrs,

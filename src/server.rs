@@ -41,8 +41,27 @@ pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest request head accepted (larger gets 431).
 pub const MAX_HEAD_BYTES: usize = 32 * 1024;
-/// Connections served at once per listener; more wait in the kernel backlog.
+/// Connections served at once per listener, by default; more wait in the
+/// kernel backlog until one closes.
 pub const MAX_CONNECTIONS: usize = 4096;
+
+/// Bounds on one listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// How long open connections get to finish after shutdown starts.
+    pub grace: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            grace: DRAIN_GRACE,
+            max_connections: MAX_CONNECTIONS,
+        }
+    }
+}
 
 /// A response body.
 pub type Body = Full<Bytes>;
@@ -255,16 +274,19 @@ pub struct BindError {
 }
 
 /// Serves `routes` on `listener` until `shutdown`, then drains open
-/// connections for at most `grace`.
+/// connections for at most `limits.grace`. At most `limits.max_connections`
+/// are open at once; an idle keep-alive connection is closed after
+/// [`HEADER_READ_TIMEOUT`].
 pub async fn serve<R: Routes>(
     listener: TcpListener,
     routes: Arc<R>,
     metrics: Arc<ServerMetrics>,
     shutdown: CancellationToken,
-    grace: Duration,
+    limits: Limits,
 ) {
+    let grace = limits.grace;
     let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())

@@ -141,7 +141,10 @@ impl Sidecar {
             refresher = refresher.with_jitter(jitter);
         }
 
-        let grace = options.grace.unwrap_or(server::DRAIN_GRACE);
+        let limits = server::Limits {
+            grace: options.grace.unwrap_or(server::DRAIN_GRACE),
+            max_connections: config.max_connections,
+        };
         let server_metrics = Arc::new(metrics.server.clone());
         let mut tasks = JoinSet::new();
         tasks.spawn(refresher.run(shutdown.clone()));
@@ -153,7 +156,7 @@ impl Sidecar {
             }),
             server_metrics.clone(),
             shutdown.clone(),
-            grace,
+            limits,
         ));
         if let (Some(listener), Some((_, imds))) = (imds_listener, &config.imds) {
             if !imds_addr.is_some_and(|a| a.ip().is_loopback()) {
@@ -164,7 +167,7 @@ impl Sidecar {
                 Arc::new(ImdsRoutes::new(store.clone(), imds.clone())),
                 server_metrics.clone(),
                 shutdown.clone(),
-                grace,
+                limits,
             ));
         }
         if let Some(sink) = &config.credentials_file {
@@ -182,7 +185,7 @@ impl Sidecar {
             }),
             server_metrics,
             shutdown,
-            grace,
+            limits,
         ));
         Ok(Self {
             credentials_addr,

@@ -108,3 +108,43 @@ async fn request_smuggling_shapes_are_refused() {
     assert_eq!(rig.credentials().await.status, 200);
     rig.stop().await;
 }
+
+#[tokio::test]
+async fn the_connection_cap_holds_extra_clients_back() {
+    let rig = Rig::start(RigOptions {
+        max_connections: 2,
+        ..RigOptions::default()
+    })
+    .await;
+    rig.sidecar.store.wait_servable().await;
+    // Two clients hold both slots with half-sent requests.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(rig.sidecar.credentials_addr)
+            .await
+            .unwrap();
+        s.write_all(b"GET /v1/credentials HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        held.push(s);
+    }
+    // A third is accepted by the kernel but not served while they hold.
+    let mut third = TcpStream::connect(rig.sidecar.credentials_addr)
+        .await
+        .unwrap();
+    third
+        .write_all(b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let early = tokio::time::timeout(Duration::from_millis(300), third.read_to_end(&mut buf)).await;
+    assert!(early.is_err() && buf.is_empty(), "served beyond the cap");
+    // One slot frees up: the third is served.
+    drop(held.pop());
+    tokio::time::timeout(Duration::from_secs(10), third.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 404"));
+    rig.stop().await;
+}

@@ -8,6 +8,7 @@ mod link;
 mod node;
 mod node_cache;
 mod ops;
+mod process;
 mod refresh;
 mod rotation;
 mod server;

@@ -63,6 +63,7 @@ async fn start(configure: impl FnOnce(&mut CacheConfig)) -> NodeRig {
         },
         listen: vec![addr],
         admin_listen: "127.0.0.1:0".parse().unwrap(),
+        max_connections: 4096,
         cache,
     };
     let node = Node::start(

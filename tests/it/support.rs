@@ -78,6 +78,7 @@ pub struct RigOptions {
     pub token_poll: Option<Duration>,
     pub imds: Option<(std::net::SocketAddr, credagent::surfaces::imds::ImdsConfig)>,
     pub credentials_file: Option<credagent::surfaces::file_sink::FileSinkConfig>,
+    pub max_connections: usize,
 }
 
 impl Default for RigOptions {
@@ -89,6 +90,7 @@ impl Default for RigOptions {
             token_poll: None,
             imds: None,
             credentials_file: None,
+            max_connections: 4096,
         }
     }
 }
@@ -160,6 +162,7 @@ impl Rig {
             refresh: RefreshPolicy::default(),
             imds: opts.imds.clone(),
             credentials_file: opts.credentials_file.clone(),
+            max_connections: opts.max_connections,
         };
         let mut token = TokenSourceConfig::new(config.token_file.clone());
         token.missing_interval = Duration::from_millis(50);
