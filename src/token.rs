@@ -442,6 +442,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn token_debug_is_redacted() {
+        let raw = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+        let token = Token {
+            raw: Secret::new(raw),
+            claims: jwt::decode(raw).unwrap(),
+        };
+        let out = format!("{token:?}");
+        assert!(
+            out.contains("** redacted **") && out.contains("sub: Some(\"x\")"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("c2lnbmF0dXJl") && !out.contains("eyJ"),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn poll_interval_follows_ttl() {
         let s = |secs| derived_poll_interval(Some(Duration::from_secs(secs))).as_secs();
         assert_eq!(s(3600), 60);
