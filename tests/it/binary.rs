@@ -4,13 +4,11 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use credagent::standin::{Fault, StandIn, StandInConfig};
+use credagent::standin::{Fault, StandIn};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{
-    kubelet_swap, metric, mint, request, rs256_issuer, ACCESS_KEY_ID, AUDIENCE, SECRET_ACCESS_KEY,
-};
+use crate::support::{kubelet_swap, metric, mint, request, rs256_issuer, SECRET_ACCESS_KEY};
 
 const BIN: &str = env!("CARGO_BIN_EXE_credagent");
 
@@ -194,16 +192,7 @@ async fn a_full_run_leaks_no_secret_and_stops_cleanly_on_sigterm() {
     let shutdown = CancellationToken::new();
     let standin = StandIn::start(
         TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        StandInConfig {
-            org_id: "org".into(),
-            verifiers: vec![issuer.verifier()],
-            audience: Some(AUDIENCE.into()),
-            lifetime: Duration::from_secs(8),
-            access_key_id: ACCESS_KEY_ID.into(),
-            secret_access_key: SECRET_ACCESS_KEY.into(),
-            session_token: SESSION.into(),
-            issuer: None,
-        },
+        crate::support::standin_config(&issuer, Duration::from_secs(8), SESSION),
         None,
         shutdown.clone(),
     )

@@ -9,13 +9,11 @@ use credagent::config::{NodeConfig, UpstreamConfig};
 use credagent::node::cache::CacheConfig;
 use credagent::node::{Node, NodeOptions};
 use credagent::refresh::RefreshPolicy;
-use credagent::standin::{Fault, Issuer, StandIn, StandInConfig};
+use credagent::standin::{Fault, Issuer, StandIn};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{
-    metric, mint, request, TestResponse, ACCESS_KEY_ID, AUDIENCE, SECRET_ACCESS_KEY,
-};
+use crate::support::{metric, mint, request, TestResponse, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
 
 struct NodeRig {
     standin: StandIn,
@@ -30,16 +28,7 @@ async fn start(configure: impl FnOnce(&mut CacheConfig)) -> NodeRig {
     let shutdown = CancellationToken::new();
     let standin = StandIn::start(
         TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        StandInConfig {
-            org_id: "org".into(),
-            verifiers: vec![issuer.verifier()],
-            audience: Some(AUDIENCE.into()),
-            lifetime: Duration::from_secs(3600),
-            access_key_id: ACCESS_KEY_ID.into(),
-            secret_access_key: SECRET_ACCESS_KEY.into(),
-            session_token: String::new(),
-            issuer: None,
-        },
+        crate::support::standin_config(&issuer, Duration::from_secs(3600), ""),
         None,
         shutdown.child_token(),
     )

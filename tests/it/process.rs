@@ -6,14 +6,12 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use credagent::standin::{Fault, Issuer, StandIn, StandInConfig};
+use credagent::standin::{Fault, Issuer, StandIn};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{
-    kubelet_swap, metric, mint, request, rs256_issuer, ACCESS_KEY_ID, AUDIENCE, SECRET_ACCESS_KEY,
-};
+use crate::support::{kubelet_swap, metric, mint, request, rs256_issuer, SECRET_ACCESS_KEY};
 
 const BIN: &str = env!("CARGO_BIN_EXE_credagent");
 const SESSION: &str = "SeSsIoN-ToKeN-node-MuSt-NoT-LeAk";
@@ -29,16 +27,7 @@ fn free_port() -> u16 {
 async fn standin(issuer: &Issuer, shutdown: &CancellationToken) -> StandIn {
     StandIn::start(
         TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        StandInConfig {
-            org_id: "org".into(),
-            verifiers: vec![issuer.verifier()],
-            audience: Some(AUDIENCE.into()),
-            lifetime: Duration::from_secs(3600),
-            access_key_id: ACCESS_KEY_ID.into(),
-            secret_access_key: SECRET_ACCESS_KEY.into(),
-            session_token: SESSION.into(),
-            issuer: None,
-        },
+        crate::support::standin_config(issuer, Duration::from_secs(3600), SESSION),
         None,
         shutdown.child_token(),
     )

@@ -33,6 +33,21 @@ pub fn rs256_issuer() -> Issuer {
     Issuer::from_rsa_pkcs8_der("test-rs256", RS256_KEY).expect("fixture key loads")
 }
 
+/// The stand-in the tests share: it accepts `issuer`'s tokens for
+/// [`AUDIENCE`] and hands out the test keys for `lifetime`.
+pub fn standin_config(issuer: &Issuer, lifetime: Duration, session_token: &str) -> StandInConfig {
+    StandInConfig {
+        org_id: "org".into(),
+        verifiers: vec![issuer.verifier()],
+        audience: Some(AUDIENCE.into()),
+        lifetime,
+        access_key_id: ACCESS_KEY_ID.into(),
+        secret_access_key: SECRET_ACCESS_KEY.into(),
+        session_token: session_token.into(),
+        issuer: None,
+    }
+}
+
 /// A k8s-shaped token for `sa`, signed by `issuer`, valid for `lifetime`.
 pub fn mint(issuer: &Issuer, sa: &str, lifetime: Duration) -> String {
     let spec = TokenSpec {
@@ -117,16 +132,7 @@ impl Rig {
         let pki = opts.tls.then(test_pki);
         let standin = StandIn::start(
             TcpListener::bind("127.0.0.1:0").await.expect("bind"),
-            StandInConfig {
-                org_id: "test-org".into(),
-                verifiers: vec![issuer.verifier()],
-                audience: Some(AUDIENCE.into()),
-                lifetime: opts.lifetime,
-                access_key_id: ACCESS_KEY_ID.into(),
-                secret_access_key: SECRET_ACCESS_KEY.into(),
-                session_token: String::new(),
-                issuer: None,
-            },
+            crate::support::standin_config(&issuer, opts.lifetime, ""),
             pki.as_ref().map(|p| p.server.clone()),
             shutdown.child_token(),
         )

@@ -5,12 +5,12 @@ use std::time::Duration;
 use credagent::config::UpstreamConfig;
 use credagent::exchange::{Exchange, ExchangeError, HttpExchanger};
 use credagent::secret::Secret;
-use credagent::standin::{Fault, StandIn, StandInConfig};
+use credagent::standin::{Fault, StandIn};
 use rustls_pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{mint, rs256_issuer, test_pki, ACCESS_KEY_ID, AUDIENCE, SECRET_ACCESS_KEY};
+use crate::support::{mint, rs256_issuer, test_pki, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
 
 struct Upstream {
     standin: StandIn,
@@ -23,16 +23,7 @@ async fn upstream(bind: &str, tls: Option<std::sync::Arc<rustls::ServerConfig>>)
     let shutdown = CancellationToken::new();
     let standin = StandIn::start(
         TcpListener::bind(bind).await.unwrap(),
-        StandInConfig {
-            org_id: "org".into(),
-            verifiers: vec![issuer.verifier()],
-            audience: Some(AUDIENCE.into()),
-            lifetime: Duration::from_secs(3600),
-            access_key_id: ACCESS_KEY_ID.into(),
-            secret_access_key: SECRET_ACCESS_KEY.into(),
-            session_token: String::new(),
-            issuer: None,
-        },
+        crate::support::standin_config(&issuer, Duration::from_secs(3600), ""),
         tls,
         shutdown.clone(),
     )
