@@ -344,8 +344,11 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     if s.is_empty() {
         return Err("empty duration".into());
     }
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("'{raw}' is out of range"));
     }
     let mut total = Duration::ZERO;
     let mut rest = s;
@@ -391,7 +394,16 @@ mod tests {
         for (s, ms) in ok {
             assert_eq!(parse_duration(s), Ok(Duration::from_millis(ms)), "{s}");
         }
-        for bad in ["", "s", "10x", "-1s", "1.5s", "m10"] {
+        for bad in [
+            "",
+            "s",
+            "10x",
+            "-1s",
+            "1.5s",
+            "m10",
+            "+10",
+            "99999999999999999999",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

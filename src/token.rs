@@ -309,11 +309,13 @@ impl Source {
             None => return,
         };
         let now = crate::clock::unix_seconds(self.clock.now()) as i64;
-        let margin = ttl.map(|t| t.as_secs() as i64 / 10).unwrap_or(60);
+        let margin = ttl
+            .map(|t| i64::try_from(t.as_secs() / 10).unwrap_or(i64::MAX))
+            .unwrap_or(60);
         if now >= exp && !self.warned_expired {
             self.warned_expired = true;
             error!(exp, "the projected token has expired and kubelet has not replaced it; exchanges will fail");
-        } else if now >= exp - margin && now < exp && !self.warned_expiring {
+        } else if now >= exp.saturating_sub(margin) && now < exp && !self.warned_expiring {
             self.warned_expiring = true;
             warn!(
                 exp,

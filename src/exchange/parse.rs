@@ -38,9 +38,14 @@ pub fn parse_credentials(
         Some(_) => return Err(malformed("Token is not a string")),
     };
     let raw_expiration = required(&mut obj, "Expiration")?;
-    let expiration = OffsetDateTime::parse(&raw_expiration, &Rfc3339).map_err(|_| {
-        malformed("Expiration is not an RFC 3339 time with a zone (e.g. 2026-03-14T21:44:43Z)")
-    })?;
+    // Held in UTC from here on, so no later conversion can fail (a time
+    // whose UTC date falls outside years 1-9999 is refused here).
+    let expiration = OffsetDateTime::parse(&raw_expiration, &Rfc3339)
+        .ok()
+        .and_then(|t| t.checked_to_offset(time::UtcOffset::UTC))
+        .ok_or_else(|| {
+            malformed("Expiration is not an RFC 3339 time with a zone (e.g. 2026-03-14T21:44:43Z)")
+        })?;
     let role = match obj.get("attributes") {
         Some(Value::Object(attrs)) => attrs
             .get("cw-role")

@@ -65,7 +65,7 @@ impl Claims {
     /// The token's intended lifetime, `exp - iat`, if both are known.
     pub fn ttl(&self) -> Option<Duration> {
         match (self.exp, self.iat) {
-            (Some(exp), Some(iat)) if exp > iat => Some(Duration::from_secs((exp - iat) as u64)),
+            (Some(exp), Some(iat)) if exp > iat => Some(Duration::from_secs(exp.abs_diff(iat))),
             _ => None,
         }
     }
@@ -190,6 +190,15 @@ mod tests {
             (single.ttl(), single.exp, single.aud),
             (None, Some(10), vec!["a".to_owned()])
         );
+    }
+
+    #[test]
+    fn extreme_claims_do_not_overflow() {
+        // Found by fuzzing: exp - iat overflowed i64.
+        let c = decode(&jwt(r#"{"exp":9223372036854775807,"iat":-1}"#)).unwrap();
+        assert_eq!(c.ttl(), Some(Duration::from_secs(1u64 << 63)));
+        let c = decode(&jwt(r#"{"exp":20092368547758000005,"iat":-9}"#)).unwrap();
+        assert!(c.ttl().is_some());
     }
 
     #[test]

@@ -1,0 +1,227 @@
+//! Configuration: the clap surface (`cli::Cli`) and the validation that
+//! turns it into `SidecarConfig` / `NodeConfig` (and the demo's and the
+//! `exchange`/`doctor` commands' settings), plus `config::parse_duration`.
+//!
+//! The input is argv split on NUL, after a leading `credagent`. `CREDAGENT_*`
+//! variables are removed from the environment first, so that only the input
+//! decides. `--ca-file` is read: a path that exists is redirected to a
+//! fixture file (so the fuzzer can never make the target read `/dev/zero` or
+//! block on a FIFO), a missing path stays missing.
+//!
+//! Checks, besides "never panics": accepted configurations hold what
+//! validation promises (https or loopback http, non-zero timeouts, a refresh
+//! fraction in (0, 1), roots loaded when `--ca-file` is given), and
+//! `parse_duration` accepts exactly `N` or a sequence of `N(ms|s|m|h)`
+//! (surrounding whitespace allowed).
+#![no_main]
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use clap::{CommandFactory, FromArgMatches};
+use credagent::cli::{Cli, Command, TuningArgs};
+use credagent::config::{
+    is_loopback_host, parse_duration, refresh_policy, upstream_config, NodeConfig, SidecarConfig,
+    UpstreamConfig,
+};
+use credagent::demo::DemoConfig;
+use libfuzzer_sys::fuzz_target;
+
+/// Fixture CA files: `ca.pem` (one certificate), `bad.pem`, `empty.pem`.
+fn fixtures() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        // Before any thread exists: clap reads these as defaults.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("CREDAGENT_") {
+                std::env::remove_var(k);
+            }
+        }
+        let dir = std::env::temp_dir().join("credagent-fuzz-fixtures");
+        std::fs::create_dir_all(&dir).expect("fixture dir");
+        let files: [(&str, &[u8]); 3] = [
+            (
+                "ca.pem",
+                b"-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUZnV6ei1maXh0dXJl\n-----END CERTIFICATE-----\n",
+            ),
+            (
+                "bad.pem",
+                b"-----BEGIN CERTIFICATE-----\n!!not base64!!\n-----END CERTIFICATE-----\n",
+            ),
+            ("empty.pem", b""),
+        ];
+        for (name, contents) in files {
+            let path = dir.join(name);
+            if std::fs::read(&path).ok().as_deref() != Some(contents) {
+                // Write-and-rename so that parallel fuzz jobs never read a half file.
+                let tmp = dir.join(format!("{name}.{}", std::process::id()));
+                std::fs::write(&tmp, contents).expect("fixture file");
+                std::fs::rename(&tmp, &path).expect("fixture file");
+            }
+        }
+        dir.canonicalize().expect("fixture dir")
+    })
+}
+
+/// The clap command, built and checked once (clap's debug assertions run
+/// at the first build).
+fn command() -> &'static Mutex<clap::Command> {
+    static CMD: OnceLock<Mutex<clap::Command>> = OnceLock::new();
+    CMD.get_or_init(|| {
+        let mut cmd = Cli::command();
+        cmd.build();
+        Mutex::new(cmd)
+    })
+}
+
+fn contain_ca_file(tuning: &mut TuningArgs) {
+    let Some(path) = &tuning.ca_file else { return };
+    let inside = path
+        .canonicalize()
+        .ok()
+        .is_some_and(|p| p.parent() == Some(fixtures().as_path()));
+    if path.symlink_metadata().is_ok() && !inside {
+        tuning.ca_file = Some(fixtures().join("ca.pem"));
+    }
+}
+
+/// What `parse_duration` is documented to accept.
+fn duration_shaped(raw: &str) -> bool {
+    let s = raw.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return true;
+    }
+    let mut rest = s;
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return false;
+        }
+        rest = &rest[digits..];
+        let letters = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        if !matches!(&rest[..letters], "ms" | "s" | "m" | "h") {
+            return false;
+        }
+        rest = &rest[letters..];
+    }
+    true
+}
+
+fn check_duration(raw: &str) {
+    match parse_duration(raw) {
+        Ok(d) => {
+            assert!(
+                duration_shaped(raw),
+                "parse_duration accepted {raw:?} as {d:?}"
+            );
+            // Single-unit values below the saturation point are exact.
+            if let Some(n) = raw
+                .trim()
+                .strip_suffix("ms")
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                assert_eq!(d, Duration::from_millis(n), "{raw:?}");
+            }
+        }
+        Err(msg) => {
+            let overflow = raw.trim().bytes().filter(u8::is_ascii_digit).count() >= 20;
+            assert!(
+                !duration_shaped(raw) || overflow,
+                "parse_duration rejected {raw:?}: {msg}"
+            );
+        }
+    }
+}
+
+fn check_upstream(u: &UpstreamConfig, ca_file_given: bool) {
+    let host = u.url.host().expect("accepted URL has a host");
+    match u.url.scheme_str() {
+        Some("https") => {}
+        Some("http") => assert!(is_loopback_host(host), "plain http to {host}"),
+        other => panic!("accepted scheme {other:?}"),
+    }
+    assert!(!u.timeout.is_zero() && !u.connect_timeout.is_zero());
+    assert_eq!(!u.extra_roots.is_empty(), ca_file_given);
+}
+
+fn check_refresh(f: f64) {
+    assert!(f > 0.0 && f < 1.0, "accepted refresh fraction {f}");
+}
+
+fuzz_target!(|data: &[u8]| {
+    fixtures();
+    let argv: Vec<OsString> = std::iter::once(OsString::from("credagent"))
+        .chain(
+            data.split(|b| *b == 0)
+                .map(|a| OsString::from_vec(a.to_vec())),
+        )
+        .collect();
+    for arg in &argv {
+        if let Some(s) = arg.to_str() {
+            check_duration(s);
+            if let Some((_, value)) = s.split_once('=') {
+                check_duration(value);
+            }
+        }
+    }
+    // `Cli::try_parse_from`, minus rebuilding (and re-asserting) the clap
+    // command for every input: clap supports reusing a command (REPLs).
+    let parsed = command()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .try_get_matches_from_mut(&argv)
+        .and_then(|mut m| Cli::from_arg_matches_mut(&mut m));
+    let cli = match parsed {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = (e.kind(), e.render().to_string());
+            return;
+        }
+    };
+    match cli.command {
+        Command::Sidecar(mut a) => {
+            contain_ca_file(&mut a.tuning);
+            if let Ok(c) = SidecarConfig::from_args(&a) {
+                check_upstream(&c.upstream, a.tuning.ca_file.is_some());
+                check_refresh(c.refresh.fraction);
+                assert!(c.token_file.file_name().is_some());
+                assert!(c.auth_token_file.file_name().is_some());
+            }
+        }
+        Command::Doctor(mut d) => {
+            contain_ca_file(&mut d.sidecar.tuning);
+            let _ = SidecarConfig::from_args(&d.sidecar).map_err(|e| e.to_string());
+        }
+        Command::Node(mut a) if a.command.is_none() => {
+            contain_ca_file(&mut a.tuning);
+            if let Ok(c) = NodeConfig::from_args(&a) {
+                check_upstream(&c.upstream, a.tuning.ca_file.is_some());
+                check_refresh(c.cache.policy.fraction);
+                assert!(!c.listen.is_empty());
+                assert!(c.cache.max_identities > 0 && c.cache.upstream_concurrency > 0);
+            }
+        }
+        Command::Exchange(mut a) => {
+            contain_ca_file(&mut a.tuning);
+            if let Ok(u) = upstream_config(&a.upstream, &a.tuning) {
+                check_upstream(&u, a.tuning.ca_file.is_some());
+            }
+            if let Ok(p) = refresh_policy(&a.tuning) {
+                check_refresh(p.fraction);
+            }
+        }
+        Command::Demo(a) => {
+            if let Ok(c) = DemoConfig::from_args(&a) {
+                assert!(c.credential_lifetime >= Duration::from_secs(1));
+                assert!(c.rotate_every >= Duration::from_secs(1));
+            }
+        }
+        _ => {}
+    }
+});
