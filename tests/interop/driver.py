@@ -1,0 +1,1063 @@
+#!/usr/bin/env python3
+"""credagent interoperability suite: the driver (Python stdlib only).
+
+run.sh installs and builds everything, then runs this. It starts, all on 127.0.0.1 with ports
+chosen at run time:
+
+  * `credagent stand-in` (the upstream), handing out keys that s3s-fs knows;
+  * `s3s-fs` with those keys, behind `proxy.py` (records what each client puts on the wire);
+  * `credagent sidecar` reading a kubelet-style token volume;
+
+and runs real, unmodified AWS clients against them (boto3, AWS CLI v1, JS v3 with three credential
+providers, aws-sdk-rust with two). Each client is a small program printing one JSON line; this
+driver asserts on those lines, on the proxy's record, and on credagent's metrics and logs.
+
+Phases:
+  probe      what each client makes of variants of the ECS body (evidence for what credagent serves)
+  pass-a     `Token: ""` (as CoreWeave sends it): bucket, PUT, GET, LIST, presigned GET
+  negative   wrong auth token; auth token file ending in a newline
+  pass-b     a non-empty session token
+  rotation   60 s credentials, kubelet token swap midway, every client looping concurrently
+  revocation the upstream switches keys and s3s-fs restarts with them; old keys get 403, then
+             every client recovers after credagent's next refresh
+
+Results: a table on stdout and in --results (markdown), details in --results-json, and a last
+line `interop: N passed, M failed`. Exit status 1 if anything failed.
+"""
+
+import argparse
+import base64
+import concurrent.futures
+import datetime
+import hashlib
+import http.server
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# A stale secret: SignatureDoesNotMatch; the AWS CLI's HeadObject has no body, so only "403".
+REVOKE_CODES = {"SignatureDoesNotMatch", "403"}
+
+
+# --------------------------------------------------------------------------------------------
+# small helpers
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def wait_for(cond, timeout, what, interval=0.1):
+    """Bounded poll on a condition; returns the condition's truthy value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def request(method, url, body=None, headers=None, timeout=10):
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def payload(size, seed):
+    """The bytes every client PUTs (same xorshift64 generator in Python, Node and Rust)."""
+    mask = (1 << 64) - 1
+    x = (seed * 0x9E3779B97F4A7C15 | 1) & mask
+    out = bytearray(size)
+    for i in range(size):
+        x ^= (x << 13) & mask
+        x ^= x >> 7
+        x ^= (x << 17) & mask
+        out[i] = (x >> 24) & 0xFF
+    return bytes(out)
+
+
+def sha16(text):
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def parse_rfc3339_z(s):
+    return datetime.datetime.strptime(s, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def auth_like_token():
+    """A token shaped like credagent's (43 base64url characters) that is not the agent's."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+
+
+# --------------------------------------------------------------------------------------------
+# processes
+
+
+class Procs:
+    """Every process the driver starts; all are stopped on exit (normal, error or signal). Their
+    pids also go to `pidfile`, so run.sh's trap can end them if the driver itself is killed."""
+
+    def __init__(self, pidfile):
+        self.procs = []
+        self.lock = threading.Lock()
+        self.pidfile = pidfile
+
+    def start(self, name, argv, env=None, stdout=None, stderr=None):
+        # Each in its own process group, so that stopping it also stops what it started (the AWS
+        # CLI client runs `aws` processes).
+        p = subprocess.Popen(argv, env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
+                             start_new_session=True)
+        p.name = name
+        with self.lock:
+            self.procs.append(p)
+            with open(self.pidfile, "a") as f:
+                f.write(f"{p.pid}\n")
+        return p
+
+    def stop(self, p, timeout=5):
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(p.pid, sig)  # the group outlives its leader if a child is still running
+            except ProcessLookupError:
+                break
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                continue
+            if sig == signal.SIGTERM:
+                # Give the rest of the group (e.g. a running `aws`) the same chance, then make sure.
+                time.sleep(0.05)
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            break
+        p.poll()
+        with self.lock:
+            if p in self.procs:
+                self.procs.remove(p)
+
+    def stop_all(self):
+        with self.lock:
+            procs = list(self.procs)
+        for p in reversed(procs):
+            self.stop(p)
+
+
+class StandIn:
+    def __init__(self, rig, name, access_key, secret_key, session_token="", lifetime=3600):
+        self.rig = rig
+        d = os.path.join(rig.work, name)
+        os.makedirs(d, exist_ok=True)
+        self.addr_file = os.path.join(d, "addr")
+        self.out_path = os.path.join(d, "stdout")
+        env = dict(os.environ, STANDIN_SECRET_KEY=secret_key, STANDIN_SESSION_TOKEN=session_token)
+        self.proc = rig.procs.start(
+            name,
+            [rig.args.credagent, "stand-in", "--listen", "127.0.0.1:0", "--access-key", access_key,
+             "--lifetime", str(lifetime), "--addr-file", self.addr_file, "--log-format", "text"],
+            env=env, stdout=open(self.out_path, "w"), stderr=open(os.path.join(d, "stderr"), "w"),
+        )
+        self.addr = wait_for(lambda: self._read(self.addr_file), 30, f"{name} address file")
+        line = wait_for(lambda: self._read(self.out_path).strip(), 10, f"{name} banner")
+        self.url = line.removeprefix("standin listening on ").strip()
+        assert self.url.startswith("http://127.0.0.1:"), line
+
+    @staticmethod
+    def _read(path):
+        try:
+            with open(path) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def control(self, route, body=None):
+        data = json.dumps(body).encode() if body is not None else b""
+        status, resp = request("POST", f"http://{self.addr}/_standin/{route}", data,
+                            {"Content-Type": "application/json"})
+        if status != 200:
+            raise RuntimeError(f"stand-in {route}: {status} {resp[:200]!r}")
+        return resp
+
+    def token(self, **spec):
+        return self.control("token", spec or None).decode()
+
+    def stats(self):
+        return json.loads(request("GET", f"http://{self.addr}/_standin/stats")[1])
+
+    def stop(self):
+        self.rig.procs.stop(self.proc)
+
+
+class S3Server:
+    def __init__(self, rig, name, access_key, secret_key):
+        self.rig = rig
+        self.port = free_port()
+        self.access_key = access_key
+        self.proc = rig.procs.start(
+            name,
+            [rig.args.s3s_fs, "--host", "127.0.0.1", "--port", str(self.port),
+             "--access-key", access_key, "--secret-key", secret_key, rig.s3_data],
+            stdout=open(os.path.join(rig.work, f"{name}.log"), "w"), stderr=subprocess.STDOUT,
+        )
+        wait_for(lambda: self.proc.poll() is not None or port_open(self.port), 30, f"{name} listening")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {self.proc.returncode}; see {name}.log")
+        self.addr = f"127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.rig.procs.stop(self.proc)
+
+
+class Proxy:
+    def __init__(self, rig, upstream):
+        self.log_path = os.path.join(rig.work, "proxy.jsonl")
+        addr_file = os.path.join(rig.work, "proxy.addr")
+        self.proc = rig.procs.start(
+            "proxy", [sys.executable, os.path.join(HERE, "proxy.py"), "--upstream", upstream,
+                      "--log", self.log_path, "--addr-file", addr_file],
+            stdout=open(os.path.join(rig.work, "proxy.out"), "w"), stderr=subprocess.STDOUT,
+        )
+        self.addr = wait_for(lambda: StandIn._read(addr_file), 15, "proxy address file")
+        self.endpoint = f"http://{self.addr}"
+
+    def set_upstream(self, addr):
+        status, _ = request("POST", f"{self.endpoint}/_proxy/upstream", addr.encode())
+        assert status == 200
+
+    def entries(self, bucket=None):
+        out = []
+        with open(self.log_path) as f:
+            for line in f:
+                if line.strip():
+                    e = json.loads(line)
+                    if bucket is None or e["bucket"] == bucket:
+                        out.append(e)
+        return out
+
+
+class Sidecar:
+    def __init__(self, rig, name, standin):
+        self.rig = rig
+        d = os.path.join(rig.work, name)
+        os.makedirs(d, exist_ok=True)
+        self.volume = os.path.join(d, "tokens")
+        os.makedirs(self.volume, exist_ok=True)
+        self.auth_file = os.path.join(d, "run", "auth-token")
+        os.makedirs(os.path.dirname(self.auth_file), exist_ok=True)
+        self.log_path = os.path.join(d, "credagent.log")
+        self.standin = standin
+        self.swap_token(standin.token())
+        self.port, self.admin_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1/credentials"
+        self.proc = rig.procs.start(
+            name,
+            [rig.args.credagent, "sidecar", "--token-file", os.path.join(self.volume, "oidc-token"),
+             "--exchange-url", standin.url, "--listen", f"127.0.0.1:{self.port}",
+             "--admin-listen", f"127.0.0.1:{self.admin_port}", "--auth-token-file", self.auth_file,
+             "--log-format", "json", "--log-level", "info"],
+            stdout=subprocess.DEVNULL, stderr=open(self.log_path, "w"),
+        )
+        wait_for(lambda: self.proc.poll() is not None or self.ready(), 30, f"{name} /readyz")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {self.proc.returncode}; see {self.log_path}")
+        with open(self.auth_file, "rb") as f:
+            self.auth_token_bytes = f.read()
+        self.auth_token = self.auth_token_bytes.decode()
+
+    def swap_token(self, token):
+        """Writes the token the way kubelet does (tests/support/kubelet-swap.sh)."""
+        src = os.path.join(self.volume, "..incoming")
+        with open(src, "w") as f:
+            f.write(token)
+        try:
+            subprocess.run(["sh", self.rig.args.kubelet_swap, self.volume, "oidc-token", src],
+                           check=True, timeout=30)
+        finally:
+            os.unlink(src)
+
+    def ready(self):
+        try:
+            return request("GET", f"http://127.0.0.1:{self.admin_port}/readyz", timeout=2)[0] == 200
+        except OSError:
+            return False
+
+    def metrics(self):
+        text = request("GET", f"http://127.0.0.1:{self.admin_port}/metrics")[1].decode()
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                try:
+                    out[name] = float(value)
+                except ValueError:
+                    pass
+        return out
+
+    def refreshes_ok(self):
+        return self.metrics().get('credagent_refreshes_total{result="ok"}', 0)
+
+    def served(self):
+        status, body = request("GET", self.url, headers={"Authorization": self.auth_token})
+        assert status == 200, (status, body[:200])
+        return json.loads(body)
+
+    def logs(self):
+        out = []
+        with open(self.log_path) as f:
+            for line in f:
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    pass
+        return out
+
+    def stop(self):
+        self.rig.procs.stop(self.proc)
+
+
+# --------------------------------------------------------------------------------------------
+# clients
+
+
+class Client:
+    def __init__(self, name, argv, env_token=False, extra_env=None, loops=True):
+        self.name = name
+        self.argv = argv
+        self.env_token = env_token  # reads only AWS_CONTAINER_AUTHORIZATION_TOKEN
+        self.extra_env = extra_env or {}
+        self.loops = loops
+
+
+class Report:
+    def __init__(self):
+        self.checks = []
+        self.table = {}  # client -> column -> text
+        self.lock = threading.Lock()
+
+    def check(self, phase, client, name, ok, detail=""):
+        ok = bool(ok)
+        with self.lock:
+            self.checks.append({"phase": phase, "client": client, "check": name, "ok": ok, "detail": detail})
+        mark = "ok  " if ok else "FAIL"
+        log(f"  {mark} {phase:<10} {client or '-':<22} {name}" + (f"  ({detail})" if detail and not ok else ""))
+        return ok
+
+    def cell(self, client, column, text):
+        with self.lock:
+            self.table.setdefault(client, {})[column] = text
+
+
+# --------------------------------------------------------------------------------------------
+# the fake endpoint for the format probe
+
+
+class ProbeHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    variants = {}
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        body = self.variants.get(self.path.strip("/"))
+        if body is None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        data = body.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+# --------------------------------------------------------------------------------------------
+# the rig
+
+
+class Rig:
+    def __init__(self, args):
+        self.args = args
+        self.work = args.work
+        self.procs = Procs(os.path.join(self.work, "pids"))
+        self.report = Report()
+        self.details = {}
+        self.s3_data = os.path.join(self.work, "s3-data")
+        os.makedirs(self.s3_data, exist_ok=True)
+        home = os.path.join(self.work, "home")
+        os.makedirs(home, exist_ok=True)
+        self.empty_file = os.path.join(self.work, "empty-aws-file")
+        open(self.empty_file, "w").close()
+        self.home = home
+        py = os.path.join(args.venv, "bin", "python")
+        aws = os.path.join(args.venv, "bin", "aws")
+        node = args.node
+        js = os.path.join(HERE, "js", "client.cjs")
+        self.clients = [
+            Client("boto3", [py, os.path.join(HERE, "python", "boto3_client.py")]),
+            Client("awscli", [py, os.path.join(HERE, "python", "awscli_client.py"), "--aws", aws],
+                   extra_env={"AWS_MAX_ATTEMPTS": "1"}),
+            Client("js-http", [node, js, "--provider", "http"]),
+            Client("js-default", [node, js, "--provider", "default"]),
+            Client("js-container-metadata", [node, js, "--provider", "container-metadata"], env_token=True),
+            Client("rust-default", [args.rust_client, "--provider", "default"]),
+            Client("rust-ecs", [args.rust_client, "--provider", "ecs"], loops=False),
+        ]
+        self.versions = self._versions()
+
+    # -- versions ----------------------------------------------------------------------------
+
+    def _versions(self):
+        v = {}
+        py = os.path.join(self.args.venv, "bin", "python")
+        out = subprocess.run(
+            [py, "-c", "import boto3, botocore, awscli, awscli.botocore as vb; "
+             "print(boto3.__version__, botocore.__version__, awscli.__version__, vb.__version__)"],
+            capture_output=True, text=True, timeout=60)
+        if out.returncode == 0:
+            b3, bc, cli, vbc = out.stdout.split()
+            v["boto3"] = f"boto3 {b3}, botocore {bc}"
+            v["awscli"] = f"awscli {cli} (vendored botocore {vbc})"
+        mods = os.path.join(self.args.js_modules)
+
+        def npm(name):
+            try:
+                with open(os.path.join(mods, name, "package.json")) as f:
+                    return json.load(f)["version"]
+            except OSError:
+                return "?"
+
+        js = (f"client-s3 {npm('@aws-sdk/client-s3')}, credential-providers {npm('@aws-sdk/credential-providers')}"
+              f" (credential-provider-http {npm('@aws-sdk/credential-provider-http')}")
+        v["js-http"] = js + ")"
+        v["js-default"] = js + f", credential-provider-node {npm('@aws-sdk/credential-provider-node')})"
+        v["js-container-metadata"] = (f"client-s3 {npm('@aws-sdk/client-s3')}, credential-providers "
+                                      f"{npm('@aws-sdk/credential-providers')} (@smithy/credential-provider-imds "
+                                      f"{npm('@smithy/credential-provider-imds')})")
+        self.js_presigner = npm("@aws-sdk/s3-request-presigner")
+        lock = {}
+        try:
+            with open(os.path.join(HERE, "rust", "Cargo.lock")) as f:
+                for m in re.finditer(r'name = "([^"]+)"\nversion = "([^"]+)"', f.read()):
+                    lock[m.group(1)] = m.group(2)
+        except OSError:
+            pass
+        rust = (f"aws-config {lock.get('aws-config', '?')}, aws-sdk-s3 {lock.get('aws-sdk-s3', '?')}"
+                f" (aws-sigv4 {lock.get('aws-sigv4', '?')})")
+        v["rust-default"] = rust
+        v["rust-ecs"] = rust
+        return v
+
+    # -- running clients ---------------------------------------------------------------------
+
+    def client_env(self, client, sidecar=None, full_uri=None, token_file=None, token=None):
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": self.home,
+            "LANG": "C.UTF-8",
+            "AWS_CONFIG_FILE": self.empty_file,
+            "AWS_SHARED_CREDENTIALS_FILE": self.empty_file,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": full_uri or sidecar.url,
+            "NODE_PATH": self.args.js_modules,
+            "NODE_NO_WARNINGS": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",  # keep tests/interop/python free of __pycache__
+        }
+        if client.env_token:
+            env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = token if token is not None else sidecar.auth_token
+        else:
+            env["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] = token_file or sidecar.auth_file
+        env.update(client.extra_env)
+        return env
+
+    def run_client(self, client, mode, bucket, env, extra=(), timeout=180):
+        argv = client.argv + ["--mode", mode, "--endpoint", self.proxy.endpoint, "--bucket", bucket, *extra]
+        started = time.monotonic()
+        p = self.procs.start(client.name, argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.procs.stop(p)
+            out, err = p.communicate()
+            wall = time.monotonic() - started
+            return {"ok": False, "wall": wall, "error": {"class": "driver-timeout", "message": f"no answer in {timeout}s"}}
+        finally:
+            self.procs.stop(p)
+        wall = time.monotonic() - started
+        lines = [l for l in out.decode(errors="replace").splitlines() if l.startswith("{")]
+        try:
+            result = json.loads(lines[-1])
+        except (IndexError, ValueError):
+            result = {"ok": False, "error": {"class": "no-json-output", "message": err.decode(errors="replace")[-2000:]}}
+        result["wall"] = wall
+        result["stderr_tail"] = err.decode(errors="replace")[-1000:]
+        return result
+
+    def parallel(self, jobs):
+        """Runs (key, fn) jobs concurrently; returns {key: result}."""
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(jobs))) as ex:
+            futs = {k: ex.submit(fn) for k, fn in jobs}
+            return {k: f.result() for k, f in futs.items()}
+
+    # -- the stack ---------------------------------------------------------------------------
+
+    def start_stack(self, name, session_token="", lifetime=3600):
+        self.standin = StandIn(self, f"standin-{name}", self.keys[0], self.keys[1], session_token, lifetime)
+        self.sidecar = Sidecar(self, f"sidecar-{name}", self.standin)
+        log(f"stack {name}: stand-in {self.standin.addr}, sidecar {self.sidecar.url} (ready)")
+
+    def stop_stack(self):
+        self.sidecar.stop()
+        self.standin.stop()
+
+    # -- phases ------------------------------------------------------------------------------
+
+    def phase_probe(self):
+        """Serves variants of the ECS body from a fake endpoint and asks each client to parse them."""
+        R = self.report
+        exp = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)).replace(microsecond=0)
+        z = exp.strftime("%Y-%m-%dT%H:%M:%SZ")
+        base = {"AccessKeyId": "AKIDPROBE", "SecretAccessKey": "probe-secret"}
+        variants = {
+            "credagent": dict(base, Token="", Expiration=z),  # exactly what credagent serves
+            "token-session": dict(base, Token="probe-session-token", Expiration=z),
+            "token-missing": dict(base, Expiration=z),
+            "token-null": dict(base, Token=None, Expiration=z),
+            "exp-millis": dict(base, Token="", Expiration=exp.strftime("%Y-%m-%dT%H:%M:%S.000Z")),
+            "exp-offset": dict(base, Token="", Expiration=exp.strftime("%Y-%m-%dT%H:%M:%S+00:00")),
+            "exp-naive": dict(base, Token="", Expiration=exp.strftime("%Y-%m-%dT%H:%M:%S")),
+        }
+        ProbeHandler.variants = {k: json.dumps(v) for k, v in variants.items()}
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ProbeHandler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port = server.server_address[1]
+        token_file = os.path.join(self.work, "probe-auth-token")
+        with open(token_file, "w") as f:
+            f.write("probe-auth-token")
+        jobs = []
+        for c in self.clients:
+            if c.name == "rust-ecs":
+                continue  # same parser as rust-default
+            for v in variants:
+                env = self.client_env(c, full_uri=f"http://127.0.0.1:{port}/{v}", token_file=token_file,
+                                      token="probe-auth-token")
+                jobs.append(((c.name, v), lambda c=c, env=env: self.run_client(c, "creds", "probe", env, timeout=60)))
+        # A bounded pool keeps 2 cores from timing out the 1 s JS credential fetches.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=6) as ex:
+            futs = {k: ex.submit(fn) for k, fn in jobs}
+            results = {k: f.result() for k, f in futs.items()}
+        server.shutdown()
+        server.server_close()
+        matrix = {}
+        for (client, v), r in results.items():
+            if r.get("ok"):
+                cr = r.get("credentials") or {}
+                text = f"ok: token {cr.get('token')}, expiry {cr.get('expiration')}"
+                if cr.get("expiration_epoch") is not None and abs(cr["expiration_epoch"] - exp.timestamp()) > 1:
+                    text = "WRONG expiry " + text
+            else:
+                e = r.get("error") or {}
+                text = f"fails: {e.get('credentials_error') or e.get('class')}: {(e.get('message') or '')[:120]}"
+            matrix.setdefault(client, {})[v] = text
+        self.details["probe"] = {"variants": variants, "matrix": matrix}
+        for c in self.clients:
+            if c.name in matrix:
+                r = results[(c.name, "credagent")]
+                cr = r.get("credentials") or {}
+                R.check("probe", c.name, "parses credagent's exact body (Token \"\", Expiration ...Z)",
+                        r.get("ok") and cr.get("token") == "empty-string"
+                        and abs((cr.get("expiration_epoch") or 0) - exp.timestamp()) <= 1,
+                        json.dumps(r.get("error") or cr)[:300])
+
+    def phase_basic(self, pass_name, expect_session_token):
+        R = self.report
+        served = self.sidecar.served()
+        served_exp = parse_rfc3339_z(served["Expiration"])
+        R.check(pass_name, None, "credagent serves Expiration as YYYY-MM-DDTHH:MM:SSZ",
+                re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", served["Expiration"]), served["Expiration"])
+        R.check(pass_name, None, "credagent serves the upstream's Token as is",
+                served["Token"] == (expect_session_token or ""), f"len {len(served['Token'])}")
+        expected_body = payload(70001, 1)
+        jobs = []
+        for c in self.clients:
+            env = self.client_env(c, self.sidecar)
+            jobs.append((c.name, lambda c=c, env=env: self.run_client(c, "basic", f"{pass_name}-{c.name}", env)))
+            if c.name == "awscli":
+                jobs.append(("awscli-creds", lambda c=c, env=env: self.run_client(c, "creds", "-", env)))
+        results = self.parallel(jobs)
+        self.details[pass_name] = results
+        want_token = "non-empty" if expect_session_token else "empty-string"
+        for c in self.clients:
+            r = results[c.name]
+            steps = r.get("steps") or {}
+            ok = R.check(pass_name, c.name, "bucket, PUT, GET byte-identical, LIST",
+                         r.get("ok") and all(steps.get(s) for s in ("create_bucket", "put", "get_identical", "list_contains")),
+                         json.dumps(r.get("error") or steps)[:400])
+            # What the SDK parsed (the CLI's via its vendored botocore, in-process).
+            cr = (results["awscli-creds"] if c.name == "awscli" else r).get("credentials") or {}
+            R.check(pass_name, c.name, f"parsed Token as {want_token}", cr.get("token") == want_token,
+                    json.dumps(cr))
+            exp_ok = cr.get("expiration_epoch") is not None and abs(cr["expiration_epoch"] - served_exp) < 1
+            R.check(pass_name, c.name, "parsed Expiration equals what credagent served", exp_ok,
+                    f"served {served['Expiration']}, parsed {cr.get('expiration')}")
+            if pass_name == "pass-a":
+                R.cell(c.name, "Expiration parsed", f"{cr.get('expiration')} = served" if exp_ok
+                       else f"{cr.get('expiration')} != served {served['Expiration']}")
+            # Presigned GETs, fetched by the driver through the proxy.
+            presigns = []
+            for k in sorted(r):
+                if k.startswith("presigned_url"):
+                    status, body = request("GET", r[k], headers={"User-Agent": "interop-driver/presign"})
+                    sigv2 = "AWSAccessKeyId=" in r[k]
+                    label = {"presigned_url": "default", "presigned_url_s3v4": "s3v4"}.get(k, k) + (
+                        " (SigV2)" if sigv2 else " (SigV4)")
+                    if sigv2 and expect_session_token:
+                        # s3s-fs 0.14.1 leaves query-string x-amz-* parameters out of the SigV2
+                        # string to sign (s3s src/sig_v2/methods.rs), while botocore signs
+                        # x-amz-security-token there as the SigV2 spec says: a rig limitation.
+                        code = (re.search(rb"<Code>([^<]*)</Code>", body) or [b"", b""])[1].decode()
+                        R.check(pass_name, c.name, f"presigned GET ({label}) with a session token: s3s-fs "
+                                "limitation reproduced (403 SignatureDoesNotMatch)",
+                                status == 403 and code == "SignatureDoesNotMatch", f"status {status} {code}")
+                        presigns.append((label, None, r[k]))
+                        continue
+                    fine = status == 200 and body == expected_body
+                    R.check(pass_name, c.name, f"presigned GET ({label}) byte-identical", fine, f"status {status}")
+                    presigns.append((label, fine, r[k]))
+            if ok:
+                R.check(pass_name, c.name, "presign supported", presigns, "no presigned URL returned")
+            # What went over the wire (the proxy's record).
+            entries = self.proxy.entries(f"{pass_name}-{c.name}")
+            sdk = [e for e in entries if not e["user_agent"].startswith("interop-driver")]
+            pre = [e for e in entries if e["user_agent"].startswith("interop-driver")]
+            header = summarize_tokens([e["header_token"] for e in sdk], expect_session_token)
+            signed = {e.get("token_header_signed") for e in sdk if e["header_token"] is not None}
+            if signed:
+                header += " (signed)" if signed == {True} else " (NOT signed)" if signed == {False} else " (signed on some)"
+            query = summarize_presign(pre, expect_session_token)
+            if expect_session_token:
+                R.check(pass_name, c.name, "every S3 request carried the session token header",
+                        sdk and all(e["header_token"] and e["header_token"]["sha"] == sha16(expect_session_token)
+                                    for e in sdk), header)
+                R.check(pass_name, c.name, "presigned URLs carry the session token",
+                        pre and all(e["query_token"] and e["query_token"]["sha"] == sha16(expect_session_token)
+                                    for e in pre), query)
+            else:
+                R.check(pass_name, c.name, "no S3 request carried a non-empty token",
+                        all(not (e["header_token"] and not e["header_token"]["empty"]) for e in sdk), header)
+            col = "pass A (Token \"\")" if pass_name == "pass-a" else "pass B (session token)"
+            R.cell(c.name, col, "ok" if ok else "FAIL")
+            R.cell(c.name, f"presign {pass_name[-1].upper()}",
+                   ", ".join(f"{lbl} {'ok' if f else 'n/a (s3s-fs)' if f is None else 'FAIL'}"
+                             for lbl, f, _ in presigns) or "-")
+            wire = f"header: {header}; presign: {query}"
+            R.cell(c.name, f"wire {pass_name[-1].upper()}", wire)
+            if pass_name == "pass-a":
+                R.cell(c.name, "Token \"\" parsed as", cr.get("token"))
+                R.cell(c.name, "Version", self.versions.get(c.name, "?"))
+
+    def phase_negative(self):
+        R = self.report
+        expect_401 = {
+            "boto3": ("botocore.exceptions.CredentialRetrievalError", r"container-role.*401"),
+            "awscli": ("aws exit status", r"Error when retrieving credentials from container-role.*401"),
+            "js-http": ("CredentialsProviderError", r"status: 401"),
+            "js-default": ("CredentialsProviderError", r"Could not load credentials from any providers"),
+            "js-container-metadata": ("ProviderError", r"Error response received from instance metadata service"),
+            "rust-default": ("CredentialsError::ProviderError", r"StatusCode\(401\)"),
+            "rust-ecs": ("CredentialsError::ProviderError", r"StatusCode\(401\)"),
+        }
+        expect_newline = {
+            "boto3": ("builtins.ValueError", r"not a legal header value"),
+            "awscli": ("aws exit status", r"not a legal header value"),
+            "js-http": ("CredentialsProviderError", r"ERR_INVALID_CHAR|Invalid character in header"),
+            "js-default": ("CredentialsProviderError", r"Could not load credentials from any providers"),
+            "rust-default": ("CredentialsError::InvalidConfiguration", r"auth token"),
+            "rust-ecs": ("CredentialsError::InvalidConfiguration", r"auth token"),
+        }
+        tok = self.sidecar.auth_token_bytes
+        R.check("negative", None, "credagent's auth token file: 43 characters, no trailing newline",
+                len(tok) == 43 and not tok.endswith(b"\n") and re.fullmatch(rb"[A-Za-z0-9_-]{43}", tok), f"{len(tok)} bytes")
+        wrong = auth_like_token()
+        wrong_file = os.path.join(self.work, "wrong-auth-token")
+        with open(wrong_file, "w") as f:
+            f.write(wrong)
+        nl_file = os.path.join(self.work, "auth-token-with-newline")
+        with open(nl_file, "wb") as f:
+            f.write(tok + b"\n")
+        before = self.sidecar.metrics().get('credagent_requests_total{route="credentials",status="401"}', 0)
+        jobs = []
+        for c in self.clients:
+            env = self.client_env(c, self.sidecar, token_file=wrong_file, token=wrong)
+            jobs.append(((c.name, "wrong"), lambda c=c, env=env: self.run_client(c, "basic", f"neg-{c.name}", env, timeout=60)))
+            if not c.env_token:
+                env = self.client_env(c, self.sidecar, token_file=nl_file)
+                jobs.append(((c.name, "newline"), lambda c=c, env=env: self.run_client(c, "basic", f"nl-{c.name}", env, timeout=60)))
+        results = self.parallel(jobs)
+        self.details["negative"] = {f"{k[0]}/{k[1]}": v for k, v in results.items()}
+        after = self.sidecar.metrics().get('credagent_requests_total{route="credentials",status="401"}', 0)
+        R.check("negative", None, "credagent answered the wrong tokens with 401", after > before, f"{before} -> {after}")
+        for c in self.clients:
+            for kind, table in (("wrong", expect_401), ("newline", expect_newline)):
+                if (c.name, kind) not in results:
+                    continue
+                r = results[(c.name, kind)]
+                e = r.get("error") or {}
+                cls = e.get("credentials_error") or e.get("class") or ""
+                cls_want, msg_re = table[c.name]
+                what = "wrong auth token" if kind == "wrong" else "token file ending in \\n"
+                fine = (not r.get("ok")) and cls_want in cls and re.search(msg_re, e.get("message") or "", re.S)
+                R.check("negative", c.name, f"{what}: credential error {cls_want}", fine,
+                        json.dumps(e)[:400])
+                R.check("negative", c.name, f"{what}: returned within 30 s", r["wall"] < 30, f"{r['wall']:.1f}s")
+                bucket = f"neg-{c.name}" if kind == "wrong" else f"nl-{c.name}"
+                R.check("negative", c.name, f"{what}: no S3 request was sent", not self.proxy.entries(bucket))
+                short = re.sub(r"\s+", " ", (e.get("message") or ""))[:90]
+                R.cell(c.name, "wrong auth token" if kind == "wrong" else "token file with \\n",
+                       f"{'ok' if fine else 'FAIL'} {r['wall']:.1f}s: {cls.split('.')[-1]}: {short}")
+
+    def start_loops(self, prefix, duration, stop_file=None, interval=0.25):
+        """Starts every looping client in a thread; returns {client: future}."""
+        ex = concurrent.futures.ThreadPoolExecutor(max_workers=8)
+        futs = {}
+        for c in self.clients:
+            if not c.loops:
+                continue
+            env = self.client_env(c, self.sidecar)
+            extra = ["--duration", str(duration), "--interval", str(interval)]
+            if stop_file:
+                extra += ["--stop-file", stop_file]
+            futs[c.name] = ex.submit(self.run_client, c, "loop", f"{prefix}-{c.name}", env, extra,
+                                     timeout=duration + 120)
+        ex.shutdown(wait=False)
+        return futs
+
+    def phase_rotation(self):
+        R = self.report
+        duration = self.args.rotation_secs
+        m0 = self.sidecar.metrics()
+        t0 = time.time()
+        log(f"rotation: every client loops PUT+GET for {duration:.0f}s; kubelet token swap at {duration / 2:.0f}s")
+        futs = self.start_loops("rot", duration)
+        time.sleep(duration / 2)  # letting time pass, not synchronisation
+        new_token = self.standin.token(service_account="app-rotated")
+        self.sidecar.swap_token(new_token)
+        t_swap = time.time()
+        log("rotation: swapped the projected token kubelet-style (new service account app-rotated)")
+        updated0 = m0.get('credagent_token_reloads_total{result="updated"}', 0)
+        got = None
+        try:
+            got = wait_for(lambda: self.sidecar.metrics().get('credagent_token_reloads_total{result="updated"}', 0) > updated0,
+                           30, "credagent to reload the swapped token")
+        except TimeoutError:
+            pass
+        R.check("rotation", None, "credagent reloaded the swapped token (token_reloads_total{updated} increased)", got)
+        results = {k: f.result() for k, f in futs.items()}
+        t1 = time.time()
+        m1 = self.sidecar.metrics()
+        self.details["rotation"] = {k: {kk: vv for kk, vv in v.items() if kk != "events"} for k, v in results.items()}
+        d_ok = m1.get('credagent_refreshes_total{result="ok"}', 0) - m0.get('credagent_refreshes_total{result="ok"}', 0)
+        bad = {k: m1[k] - m0.get(k, 0) for k in m1 if k.startswith("credagent_refreshes_total") and 'result="ok"' not in k
+               and m1[k] - m0.get(k, 0) > 0}
+        R.check("rotation", None, "credagent refreshed >= 3 times in the window", d_ok >= 3, f"{d_ok:.0f} refreshes")
+        R.check("rotation", None, "no failed refreshes in the window", not bad, json.dumps(bad))
+        logs = self.sidecar.logs()
+        rotated = [l for l in logs if l.get("message") == "projected token rotated"]
+        R.check("rotation", None, "log: \"projected token rotated\" (sub ...:app-rotated)",
+                any(str(l.get("sub", "")).endswith(":app-rotated") for l in rotated), json.dumps(rotated)[:300])
+        after_swap = [l for l in logs if l.get("message") == "credentials refreshed"
+                      and str(l.get("role", "")).endswith(":app-rotated")]
+        R.check("rotation", None, "a refresh after the swap exchanged the new token (role ...:app-rotated)",
+                after_swap, f"{len(after_swap)} refreshes with the new token")
+        self.details["rotation_summary"] = {"refreshes_ok": d_ok, "window_s": t1 - t0,
+                                            "refreshes_with_new_token": len(after_swap),
+                                            "swap_at_s": t_swap - t0}
+        self.rotation_refreshes = d_ok
+        for name, r in results.items():
+            entries = self.proxy.entries(f"rot-{name}")
+            s3_fail = [e for e in entries if e["status"] is None or e["status"] >= 400]
+            fine = r.get("ok") and not r.get("setup_error") and r.get("requests", 0) > 0 and r.get("failures") == 0
+            first_fail = next((ev for ev in r.get("events", []) if not ev[2]), None)
+            R.check("rotation", name, "zero failed requests", fine,
+                    json.dumps(r.get("setup_error") or r.get("error") or first_fail)[:400])
+            R.check("rotation", name, "zero non-2xx S3 responses at the proxy", entries and not s3_fail,
+                    f"{len(s3_fail)} of {len(entries)}")
+            R.cell(name, "rotation requests / failures",
+                   f"{r.get('requests', 0)} / {r.get('failures', '?')} ({len(entries)} S3 requests)")
+
+    def phase_revocation(self):
+        R = self.report
+        stop_file = os.path.join(self.work, "revocation.stop")
+        log("revocation: clients loop; after the next refresh the upstream switches keys and s3s-fs restarts with them")
+        futs = self.start_loops("rev", self.args.revocation_max_secs, stop_file)
+        names = list(futs)
+
+        def all_started():
+            return all(sum(1 for e in self.proxy.entries(f"rev-{n}") if e["status"] and e["status"] < 300) >= 3
+                       for n in names)
+
+        wait_for(all_started, 60, "every client to make successful requests", interval=0.5)
+        ok0 = self.sidecar.refreshes_ok()
+        wait_for(lambda: self.sidecar.refreshes_ok() > ok0, 40, "a credagent refresh", interval=0.1)
+        # Revoke right after a refresh, so the old keys stay served for a full refresh interval. The
+        # access key id stays, the secret changes: a stale secret must fail with
+        # SignatureDoesNotMatch. (s3s-fs answers an unknown access key id with 403 NotSignedUp.)
+        new_sk = "interop-secret-revoked-" + secrets.token_hex(8)
+        ak = self.keys[0]
+        s3_new = S3Server(self, "s3s-fs-revoked", ak, new_sk)
+        t_revoke = time.time()  # from here on the old secret is refused
+        self.proxy.set_upstream(s3_new.addr)
+        # The old s3s-fs gets no new requests; it is stopped after the phase, so that no request
+        # in flight at the switch is cut off.
+        s3_old, self.s3 = self.s3, s3_new
+        self.standin.control("keys", {"access_key_id": ak, "secret_access_key": new_sk, "session_token": ""})
+        ok1 = self.sidecar.refreshes_ok()
+        log("revocation: secret switched at the stand-in and s3s-fs; waiting for credagent's next refresh")
+        wait_for(lambda: self.sidecar.refreshes_ok() > ok1, 40, "credagent's refresh after the key switch", interval=0.1)
+        t_refresh = time.time()
+        R.check("revocation", None, "credagent serves the new secret after its next refresh",
+                self.sidecar.served()["SecretAccessKey"] == new_sk, f"refresh {t_refresh - t_revoke:.1f}s after the switch")
+        self.details["revocation_refresh_after_s"] = t_refresh - t_revoke
+
+        def recovered(n):
+            es = [e for e in self.proxy.entries(f"rev-{n}") if e["t"] > t_refresh]
+            return len(es) >= 3 and all(e["status"] and e["status"] < 300 for e in es[-3:])
+
+        try:
+            wait_for(lambda: all(recovered(n) for n in names), self.args.revocation_max_secs - 30,
+                     "every client to recover", interval=0.5)
+        except TimeoutError as e:
+            log(f"revocation: {e}")
+        with open(stop_file, "w"):
+            pass
+        results = {k: f.result() for k, f in futs.items()}
+        s3_old.stop()
+        self.details["revocation"] = {"t_revoke": t_revoke, "t_refresh": t_refresh, "clients": results}
+        for name, r in results.items():
+            # events: [start, op, ok, error, end]
+            ev = r.get("events", [])
+            before = [e for e in ev if e[4] < t_revoke]
+            fails = [e for e in ev if not e[2]]
+            codes = sorted({(e[3] or {}).get("code") or "?" for e in fails})
+            R.check("revocation", name, "requests succeeded before the switch",
+                    before and all(e[2] for e in before), f"{len(before)} requests")
+            early = [e for e in fails if e[4] < t_revoke]
+            R.check("revocation", name, "stale secret rejected: 403 SignatureDoesNotMatch",
+                    fails and not early and set(codes) <= REVOKE_CODES and "SignatureDoesNotMatch" in codes,
+                    f"codes {codes}; {len(early)} failures before the switch; first failure "
+                    f"{json.dumps(fails[0][3])[:300] if fails else None}")
+            last_fail = max((e[0] for e in fails), default=None)
+            recovered_ev = [e for e in ev if e[2] and last_fail is not None and e[0] > last_fail]
+            tail_ok = ev and ev[-1][2] and len(recovered_ev) >= 3
+            R.check("revocation", name, "accepted again after credagent's refresh", tail_ok and not r.get("setup_error"),
+                    json.dumps(r.get("setup_error") or ev[-3:])[:300])
+            first_ok = recovered_ev[0][4] if recovered_ev else None
+            # t_refresh comes from a 0.1 s metrics poll, so a client can be "early" by that much.
+            rec = f"{max(0.0, first_ok - t_refresh):.1f}s" if first_ok else "never"
+            window = f"{last_fail - t_revoke:.0f}s" if last_fail else "-"
+            R.cell(name, "revocation", f"{len(fails)} x {'/'.join(codes)} for {window}, ok again {rec} after credagent's refresh"
+                   if tail_ok else f"FAIL ({len(fails)} failures, codes {codes})")
+        R.cell("rust-ecs", "revocation", "(same cache as rust-default)")
+        R.cell("rust-ecs", "rotation requests / failures", "(same cache as rust-default)")
+
+    # -- main --------------------------------------------------------------------------------
+
+    def run(self):
+        R = self.report
+        for c in self.clients:
+            R.check("setup", c.name, "client executable present", os.path.exists(c.argv[0]) and
+                    (len(c.argv) < 2 or not c.argv[1].endswith((".py", ".cjs")) or os.path.exists(c.argv[1])), c.argv[0])
+        self.keys = ("AKIDINTEROP" + secrets.token_hex(4).upper(), "interop-secret-" + secrets.token_hex(8))
+        self.s3 = S3Server(self, "s3s-fs", *self.keys)
+        self.proxy = Proxy(self, self.s3.addr)
+        log(f"s3s-fs {self.s3.addr} behind the recording proxy {self.proxy.endpoint}")
+        phases = self.args.phases.split(",")
+
+        def phase(name, fn):
+            if name not in phases:
+                return
+            log(f"== {name}")
+            started = time.monotonic()
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001 - a phase that blows up is a failed check, not a crash
+                R.check(name, None, "phase completed", False, f"{type(e).__name__}: {e}")
+                traceback.print_exc()
+            log(f"== {name} done in {time.monotonic() - started:.1f}s")
+
+        phase("probe", self.phase_probe)
+        if {"pass-a", "negative"} & set(phases):
+            self.start_stack("a")
+            phase("pass-a", lambda: self.phase_basic("pass-a", ""))
+            phase("negative", self.phase_negative)
+            self.stop_stack()
+        if "pass-b" in phases:
+            self.session_token = "interop-session-token-" + secrets.token_urlsafe(24)
+            self.start_stack("b", session_token=self.session_token)
+            phase("pass-b", lambda: self.phase_basic("pass-b", self.session_token))
+            self.stop_stack()
+        if {"rotation", "revocation"} & set(phases):
+            self.start_stack("r", lifetime=60)
+            phase("rotation", self.phase_rotation)
+            phase("revocation", self.phase_revocation)
+            self.stop_stack()
+
+
+def summarize_tokens(states, expected):
+    kinds = set()
+    for s in states:
+        if s is None:
+            kinds.add("omitted")
+        elif s["empty"]:
+            kinds.add("empty header sent")
+        elif expected and s["sha"] == sha16(expected):
+            kinds.add("sent")
+        else:
+            kinds.add("OTHER value sent")
+    return "/".join(sorted(kinds)) or "no requests"
+
+
+def summarize_presign(entries, expected):
+    out = []
+    for e in entries:
+        sig = e["auth"]
+        s = e["query_token"]
+        if s is None:
+            out.append(f"{sig} no token param")
+        elif s["empty"]:
+            out.append(f"{sig} empty X-Amz-Security-Token=")
+        elif expected and s["sha"] == sha16(expected):
+            out.append(f"{sig} token param")
+        else:
+            out.append(f"{sig} OTHER token param")
+    return ", ".join(out) or "-"
+
+
+COLUMNS = ["Version", "pass A (Token \"\")", "pass B (session token)", "presign A", "presign B",
+           "wrong auth token", "token file with \\n", "revocation", "Token \"\" parsed as", "wire A", "wire B",
+           "Expiration parsed", "rotation requests / failures"]
+
+
+def render(rig, wall):
+    R = rig.report
+    lines = ["# credagent interoperability results", "",
+             f"Run {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, {wall:.0f}s. JS presigner: "
+             f"@aws-sdk/s3-request-presigner {getattr(rig, 'js_presigner', '?')}.", ""]
+    lines.append("| client | " + " | ".join(COLUMNS) + " |")
+    lines.append("|---" * (len(COLUMNS) + 1) + "|")
+    for c in rig.clients:
+        row = R.table.get(c.name, {})
+        cells = [str(row.get(col, "-")).replace("|", "\\|") for col in COLUMNS]
+        lines.append(f"| {c.name} | " + " | ".join(cells) + " |")
+    rs = rig.details.get("rotation_summary")
+    if rs:
+        lines += ["", f"Rotation window {rs['window_s']:.0f}s with 60 s credentials: credagent refreshed "
+                  f"{rs['refreshes_ok']:.0f} times, {rs['refreshes_with_new_token']} of them with the token "
+                  f"swapped in at {rs['swap_at_s']:.0f}s."]
+    probe = rig.details.get("probe")
+    if probe:
+        variants = list(probe["variants"])
+        lines += ["", "## Format probe: what each client makes of ECS body variants", "",
+                  "| client | " + " | ".join(variants) + " |", "|---" * (len(variants) + 1) + "|"]
+        for c, row in probe["matrix"].items():
+            lines.append(f"| {c} | " + " | ".join(row.get(v, "-").replace("|", "\\|") for v in variants) + " |")
+        lines += ["", "Variants: " + "; ".join(f"`{k}` = `{json.dumps(v)}`" for k, v in probe["variants"].items())]
+    failed = [c for c in R.checks if not c["ok"]]
+    if failed:
+        lines += ["", "## Failed checks", ""]
+        for c in failed:
+            lines.append(f"- {c['phase']} / {c['client'] or '-'}: {c['check']} — {c['detail']}")
+    passed = sum(1 for c in R.checks if c["ok"])
+    lines += ["", f"interop: {passed} passed, {len(failed)} failed"]
+    return "\n".join(lines) + "\n", passed, len(failed)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--credagent", required=True)
+    p.add_argument("--s3s-fs", required=True)
+    p.add_argument("--venv", required=True)
+    p.add_argument("--node", default=shutil.which("node") or "node")
+    p.add_argument("--js-modules", required=True)
+    p.add_argument("--rust-client", required=True)
+    p.add_argument("--kubelet-swap", required=True)
+    p.add_argument("--work", required=True)
+    p.add_argument("--results", required=True)
+    p.add_argument("--results-json")
+    p.add_argument("--phases", default="probe,pass-a,negative,pass-b,rotation,revocation")
+    p.add_argument("--rotation-secs", type=float, default=70)
+    p.add_argument("--revocation-max-secs", type=float, default=150)
+    args = p.parse_args()
+
+    def on_signal(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, on_signal)
+
+    shutil.rmtree(args.work, ignore_errors=True)
+    os.makedirs(args.work)
+    started = time.monotonic()
+    rig = Rig(args)
+    try:
+        rig.run()
+    except Exception as e:  # noqa: BLE001
+        rig.report.check("rig", None, "rig ran to completion", False, f"{type(e).__name__}: {e}")
+        traceback.print_exc()
+    finally:
+        rig.procs.stop_all()
+        # Everything is stopped: run.sh's trap has nothing left to end (and must not guess at
+        # pids that may have been reused).
+        if os.path.exists(rig.procs.pidfile):
+            os.unlink(rig.procs.pidfile)
+    text, passed, failed = render(rig, time.monotonic() - started)
+    with open(args.results, "w") as f:
+        f.write(text)
+    if args.results_json:
+        with open(args.results_json, "w") as f:
+            json.dump({"checks": rig.report.checks, "table": rig.report.table, "details": rig.details,
+                       "versions": rig.versions}, f, indent=1, default=str)
+    print()
+    print(text)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# credagent interoperability suite: real, unmodified AWS clients (boto3, AWS CLI v1, AWS SDK for
+# JavaScript v3, aws-sdk-rust) against `credagent sidecar`, and through them real S3 requests
+# against s3s-fs, which verifies SigV4/SigV2 signatures.
+#
+#   tests/interop/run.sh [driver options, e.g. --phases pass-a,negative]
+#
+# Installs what it needs, idempotently, with caches under target/interop/:
+#   s3s/          s3s-fs (cargo install, pinned)        venv/  boto3 + awscli (requirements.txt)
+#   js/           npm ci of js/package-lock.json         rust-target/  the Rust client's build
+#   run/          the last run's logs (stand-in, sidecars, s3s-fs, proxy record)
+#   results.md    the results table (also printed)       results.json  every check and detail
+# A client that cannot be installed or built fails the suite. See tests/interop/README.md.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+HERE=tests/interop
+CACHE=$ROOT/target/interop
+S3S_VERSION=0.14.1
+mkdir -p "$CACHE"
+
+step() { printf '\n--> interop: %s (%ss)\n' "$*" "$SECONDS"; }
+
+for tool in python3 node npm cargo sh; do
+  command -v "$tool" >/dev/null || { echo "interop: $tool is required but not installed" >&2; exit 1; }
+done
+
+WORK=$CACHE/run
+DRIVER=
+S3S_PID=
+cleanup() {
+  # A background s3s-fs install runs in its own process group (setsid): end all of it.
+  if [ -n "$S3S_PID" ]; then kill -TERM -- "-$S3S_PID" 2>/dev/null || kill -TERM "$S3S_PID" 2>/dev/null || true; fi
+  # The driver stops everything it started; this catches what is left if it was killed.
+  if [ -n "$DRIVER" ] && kill -0 "$DRIVER" 2>/dev/null; then
+    kill -TERM "$DRIVER" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$DRIVER" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$DRIVER" 2>/dev/null || true
+  fi
+  # The pid file survives only if the driver did not finish its own clean-up; end those of its
+  # processes that still run (checked by command line, so a reused pid is left alone).
+  if [ -f "$WORK/pids" ]; then
+    while read -r pid; do
+      # Each was started as the leader of its own process group: end the group.
+      if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "$ROOT/"; then
+        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+      fi
+    done < "$WORK/pids"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+step "credagent binary"
+cargo build --locked --bin credagent
+CREDAGENT=$ROOT/target/debug/credagent
+
+# s3s-fs builds in the background while the venv, npm and the Rust client are set up: on 2 cores
+# the two cargo builds overlap each other's serial stretches (build scripts, linking).
+S3S=$CACHE/s3s
+if [ -x "$S3S/bin/s3s-fs" ] && grep -qs "\"s3s-fs $S3S_VERSION " "$S3S/.crates.toml"; then
+  step "s3s-fs $S3S_VERSION: cached ($("$S3S/bin/s3s-fs" --version))"
+else
+  step "s3s-fs $S3S_VERSION: cargo install in the background (log: target/interop/s3s-install.log)"
+  setsid cargo install "s3s-fs@$S3S_VERSION" --features binary --locked --root "$S3S" \
+    > "$CACHE/s3s-install.log" 2>&1 &
+  S3S_PID=$!
+fi
+
+step "python venv: boto3, AWS CLI v1"
+VENV=$CACHE/venv
+REQ=$HERE/python/requirements.txt
+if [ -x "$VENV/bin/python" ] && cmp -s "$REQ" "$VENV/.installed"; then
+  echo "cached: $(cd "$VENV" && bin/pip freeze 2>/dev/null | grep -E '^(boto3|botocore|awscli)==' | tr '\n' ' ')"
+else
+  rm -rf "$VENV"
+  if ! python3 -m venv "$VENV"; then
+    apt-get update -qq && apt-get install -y -qq python3-venv
+    python3 -m venv "$VENV"
+  fi
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQ"
+  "$VENV/bin/pip" check
+  cp "$REQ" "$VENV/.installed"
+fi
+
+step "npm: AWS SDK for JavaScript v3"
+JS=$CACHE/js
+JS_STAMP=$(cat "$HERE/js/package.json" "$HERE/js/package-lock.json" | sha256sum | cut -d' ' -f1)
+if [ -d "$JS/node_modules/@aws-sdk/client-s3" ] && [ "$(cat "$JS/.installed" 2>/dev/null)" = "$JS_STAMP" ]; then
+  echo "cached: @aws-sdk/client-s3 $(node -p "require('$JS/node_modules/@aws-sdk/client-s3/package.json').version")"
+else
+  rm -rf "$JS"
+  mkdir -p "$JS"
+  cp "$HERE/js/package.json" "$HERE/js/package-lock.json" "$JS/"
+  (cd "$JS" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$JS_STAMP" > "$JS/.installed"
+fi
+
+step "aws-sdk-rust client"
+(cd "$HERE/rust" && CARGO_TARGET_DIR="$CACHE/rust-target" cargo build --locked)
+RUST_CLIENT=$CACHE/rust-target/debug/credagent-interop-rust
+
+if [ -n "$S3S_PID" ]; then
+  step "s3s-fs $S3S_VERSION: waiting for the background install"
+  if ! wait "$S3S_PID"; then
+    S3S_PID=
+    tail -40 "$CACHE/s3s-install.log" >&2
+    echo "interop: installing s3s-fs $S3S_VERSION failed (full log: $CACHE/s3s-install.log)" >&2
+    exit 1
+  fi
+  S3S_PID=
+  tail -2 "$CACHE/s3s-install.log"
+fi
+
+step "run"
+python3 "$HERE/driver.py" \
+  --credagent "$CREDAGENT" --s3s-fs "$S3S/bin/s3s-fs" --venv "$VENV" \
+  --js-modules "$JS/node_modules" --rust-client "$RUST_CLIENT" \
+  --kubelet-swap tests/support/kubelet-swap.sh --work "$WORK" \
+  --results "$CACHE/results.md" --results-json "$CACHE/results.json" "$@" &
+DRIVER=$!
+status=0
+wait "$DRIVER" || status=$?
+DRIVER=
+echo "interop: total wall time ${SECONDS}s"
+exit "$status"
