@@ -26,8 +26,11 @@ case "$secs" in
   ;;
 esac
 
-tools="$root/target/fuzz-tools"
-target_dir="$root/target/fuzz-target"
+cache="${CREDAGENT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/credagent}"
+# cargo-fuzz and the fuzz build live in a cache shared by every checkout on this
+# machine, so a fresh clone (as CI makes) does not rebuild them from scratch.
+tools="$cache/fuzz-tools"
+target_dir="$cache/fuzz-target"
 work="$root/target/fuzz-corpus"
 logs="$root/target/fuzz-logs"
 sanitizer=${FUZZ_SANITIZER:-address}

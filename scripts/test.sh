@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what it needs, then
-# runs the format check, clippy, and every test (unit, integration, real
-# AWS SDK clients).
+# runs the format check, clippy, every test (unit, integration, real AWS SDK
+# clients), the manifest checks, a fuzz smoke run and a benchmark smoke run.
+# Each part ends with a line "NAME: N passed, M failed"; the last line sums them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
+summary=$(mktemp)
+log=$(mktemp)
+trap 'rm -f "$summary" "$log"' EXIT
+# Runs a part, showing its output, and keeps its closing "x: N passed, M failed" line.
+part() {
+  "$@" 2>&1 | tee "$log"
+  grep -E '^[a-z]+: [0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1 >> "$summary" || true
+}
 
 step "toolchain components"
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
   rustup component add rustfmt clippy
 fi
 
-step "python venv for the botocore client test"
+step "python venv for the botocore client tests"
 VENV=target/test-venv
 if [ ! -f "$VENV/.installed" ] || ! cmp -s tests/requirements.txt "$VENV/.installed"; then
   rm -rf "$VENV"
@@ -32,9 +41,23 @@ step "cargo clippy -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 
 step "cargo test"
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-cargo test --locked --lib --bins --tests 2>&1 | tee "$log"
-echo
-awk '/^test result:/ { for (i = 1; i < NF; i++) { if ($(i+1) == "passed;") p += $i; if ($(i+1) == "failed;") f += $i } }
-     END { printf "cargo: %d passed, %d failed\n", p, f }' "$log"
+cargo_tests() {
+  cargo test --locked --lib --bins --tests 2>&1 | tee "$log.cargo"
+  awk '/^test result:/ { for (i = 1; i < NF; i++) { if ($(i+1) == "passed;") p += $i; if ($(i+1) == "failed;") f += $i } }
+       END { printf "cargo: %d passed, %d failed\n", p, f }' "$log.cargo"
+  rm -f "$log.cargo"
+}
+part cargo_tests
+
+step "interoperability suite: real AWS SDK clients against credagent sidecar and s3s-fs"
+part ./tests/interop/run.sh
+
+step "manifests: kustomize render, kubernetes-validate, monitoring, --check-config, lint"
+part ./scripts/check-manifests.sh
+
+step "fuzz smoke: each target for 10 s"
+part ./fuzz/run.sh 10
+
+step "summary"
+cat "$summary"
+awk '{ p += $2; f += $4 } END { printf "total: %d passed, %d failed\n", p, f }' "$summary"

@@ -5,9 +5,10 @@
 #
 #   tests/interop/run.sh [driver options, e.g. --phases pass-a,negative]
 #
-# Installs what it needs, idempotently, with caches under target/interop/:
+# Installs what it needs, idempotently, cached in ${CREDAGENT_CACHE:-~/.cache/credagent}/interop/:
 #   s3s/          s3s-fs (cargo install, pinned)        venv/  boto3 + awscli (requirements.txt)
 #   js/           npm ci of js/package-lock.json         rust-target/  the Rust client's build
+# and writes to target/interop/:
 #   run/          the last run's logs (stand-in, sidecars, s3s-fs, proxy record)
 #   results.md    the results table (also printed)       results.json  every check and detail
 # A client that cannot be installed or built fails the suite. See tests/interop/README.md.
@@ -15,9 +16,13 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 HERE=tests/interop
-CACHE=$ROOT/target/interop
+# Results and logs of this run live in the checkout; the slow installs (s3s-fs,
+# the venv, node_modules, the Rust client's build) in a cache shared by every
+# checkout on this machine, so a fresh clone (as CI makes) reuses them.
+OUT=$ROOT/target/interop
+CACHE=${CREDAGENT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/credagent}/interop
 S3S_VERSION=0.14.1
-mkdir -p "$CACHE"
+mkdir -p "$CACHE" "$OUT"
 
 step() { printf '\n--> interop: %s (%ss)\n' "$*" "$SECONDS"; }
 
@@ -25,7 +30,7 @@ for tool in python3 node npm cargo sh; do
   command -v "$tool" >/dev/null || { echo "interop: $tool is required but not installed" >&2; exit 1; }
 done
 
-WORK=$CACHE/run
+WORK=$OUT/run
 DRIVER=
 S3S_PID=
 cleanup() {
@@ -117,7 +122,7 @@ python3 "$HERE/driver.py" \
   --credagent "$CREDAGENT" --s3s-fs "$S3S/bin/s3s-fs" --venv "$VENV" \
   --js-modules "$JS/node_modules" --rust-client "$RUST_CLIENT" \
   --kubelet-swap tests/support/kubelet-swap.sh --work "$WORK" \
-  --results "$CACHE/results.md" --results-json "$CACHE/results.json" "$@" &
+  --results "$OUT/results.md" --results-json "$OUT/results.json" "$@" &
 DRIVER=$!
 status=0
 wait "$DRIVER" || status=$?
