@@ -195,6 +195,8 @@ impl RefreshMetrics {
             "timeout",
             "malformed",
             "expired",
+            "unexpected_status",
+            "invalid_token",
         ] {
             refreshes.with_label_values(&[result]);
         }
@@ -361,6 +363,8 @@ mod tests {
         let text = String::from_utf8(m.encode()).unwrap();
         for name in [
             "credagent_refreshes_total{result=\"ok\"} 0",
+            "credagent_refreshes_total{result=\"invalid_token\"} 0",
+            "credagent_refreshes_total{result=\"unexpected_status\"} 0",
             "credagent_refresh_duration_seconds_bucket",
             "credagent_upstream_responses_total{class=\"2xx\"} 1",
             "credagent_credentials_expiry_timestamp_seconds",
