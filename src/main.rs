@@ -255,6 +255,12 @@ fn run<F>(fut: F) -> ExitCode
 where
     F: std::future::Future<Output = anyhow::Result<()>>,
 {
+    // Two workers, chosen by measurement (BENCHMARKS.md): on a 2-core
+    // machine under wrk, one event loop per core but shared-nothing (an extra
+    // current-thread runtime taking every other connection) served no more
+    // requests per second and had a worse p99 (a connection waits while its
+    // loop's core runs the client), and a single current-thread runtime
+    // served ~20 % fewer at 64 connections.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

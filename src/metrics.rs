@@ -4,6 +4,9 @@
 //! Every name starts with `credagent_`. No label carries a token, a key, or
 //! anything unbounded: labels are small fixed sets (result, route, status).
 
+use std::sync::{Arc, OnceLock};
+
+use http::StatusCode;
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     Opts, Registry, TextEncoder,
@@ -55,6 +58,41 @@ pub struct ServerMetrics {
     pub requests: IntCounterVec,
     /// `credagent_request_duration_seconds{route}`.
     pub duration: HistogramVec,
+    /// The children of the usual labels, resolved once (see [`Self::observe`]).
+    resolved: Arc<Resolved>,
+}
+
+/// Routes and statuses whose label children [`ServerMetrics::observe`]
+/// keeps; any other pair goes through the vectors.
+const ROUTES: [&str; 8] = [
+    "credentials",
+    "other",
+    "healthz",
+    "readyz",
+    "metrics",
+    "imds",
+    "imds_token",
+    "imds_credentials",
+];
+const STATUSES: [StatusCode; 10] = [
+    StatusCode::OK,
+    StatusCode::BAD_REQUEST,
+    StatusCode::UNAUTHORIZED,
+    StatusCode::FORBIDDEN,
+    StatusCode::NOT_FOUND,
+    StatusCode::METHOD_NOT_ALLOWED,
+    StatusCode::TOO_MANY_REQUESTS,
+    StatusCode::INTERNAL_SERVER_ERROR,
+    StatusCode::BAD_GATEWAY,
+    StatusCode::SERVICE_UNAVAILABLE,
+];
+
+/// Label children, each created in its vector on first use (so `/metrics`
+/// shows exactly the series that have been observed, as before).
+#[derive(Debug, Default)]
+struct Resolved {
+    requests: [[OnceLock<IntCounter>; STATUSES.len()]; ROUTES.len()],
+    duration: [OnceLock<Histogram>; ROUTES.len()],
 }
 
 /// Node-mode metrics (registered only by `credagent node`).
@@ -253,7 +291,37 @@ impl ServerMetrics {
                 &["route", "status"],
             )?,
             duration,
+            resolved: Arc::default(),
         })
+    }
+
+    /// Counts one answered request and observes how long it took.
+    ///
+    /// This runs for every request, so the children of the usual labels are
+    /// resolved once and kept: recording is then a few atomic adds, where
+    /// `with_label_values` hashes the labels and takes the vector's lock
+    /// each time. The kept children are the vectors' own (nothing removes
+    /// label values), so the exported series are the same.
+    pub fn observe(&self, route: &'static str, status: StatusCode, seconds: f64) {
+        let Some(r) = ROUTES.iter().position(|known| *known == route) else {
+            self.requests
+                .with_label_values(&[route, status.as_str()])
+                .inc();
+            self.duration.with_label_values(&[route]).observe(seconds);
+            return;
+        };
+        match STATUSES.iter().position(|known| *known == status) {
+            Some(s) => self.resolved.requests[r][s]
+                .get_or_init(|| self.requests.with_label_values(&[route, status.as_str()]))
+                .inc(),
+            None => self
+                .requests
+                .with_label_values(&[route, status.as_str()])
+                .inc(),
+        }
+        self.resolved.duration[r]
+            .get_or_init(|| self.duration.with_label_values(&[route]))
+            .observe(seconds);
     }
 }
 
@@ -361,6 +429,10 @@ mod tests {
             .with_label_values(&["2xx"])
             .inc();
         let text = String::from_utf8(m.encode()).unwrap();
+        assert!(
+            !text.contains("route=\"readyz\""),
+            "no series before use\n{text}"
+        );
         for name in [
             "credagent_refreshes_total{result=\"ok\"} 0",
             "credagent_refreshes_total{result=\"invalid_token\"} 0",
@@ -377,5 +449,37 @@ mod tests {
         ] {
             assert!(text.contains(name), "missing {name}\n{text}");
         }
+    }
+
+    #[test]
+    fn observe_counts_into_the_exported_series() {
+        let m = Metrics::new().unwrap();
+        for _ in 0..3 {
+            m.server.observe("credentials", StatusCode::OK, 0.0002);
+        }
+        m.server
+            .observe("credentials", StatusCode::UNAUTHORIZED, 0.0001);
+        // Off the cached table: a status and a route it does not know.
+        m.server
+            .observe("credentials", StatusCode::IM_A_TEAPOT, 0.0001);
+        m.server.observe("elsewhere", StatusCode::OK, 0.0001);
+        // The same child whichever way it is reached.
+        m.server
+            .requests
+            .with_label_values(&["credentials", "200"])
+            .inc();
+        let text = String::from_utf8(m.encode()).unwrap();
+        for line in [
+            "credagent_requests_total{route=\"credentials\",status=\"200\"} 4",
+            "credagent_requests_total{route=\"credentials\",status=\"401\"} 1",
+            "credagent_requests_total{route=\"credentials\",status=\"418\"} 1",
+            "credagent_requests_total{route=\"elsewhere\",status=\"200\"} 1",
+            "credagent_request_duration_seconds_count{route=\"credentials\"} 5",
+            "credagent_request_duration_seconds_bucket{route=\"credentials\",le=\"0.00025\"} 5",
+            "credagent_request_duration_seconds_count{route=\"elsewhere\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line}\n{text}");
+        }
+        assert!(!text.contains("route=\"healthz\""), "{text}");
     }
 }

@@ -14,13 +14,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -74,6 +74,13 @@ pub trait Routes: Send + Sync + 'static {
     /// Starts answering `req`. Only what the answer needs is copied out of
     /// the request.
     fn route(&self, req: &Request<Incoming>) -> Self::Future;
+
+    /// Starts answering `req`, which the server has no further use for, so
+    /// a route may take parts of it for the answer. The server calls this;
+    /// by default it is [`Self::route`].
+    fn route_owned(&self, req: Request<Incoming>) -> Self::Future {
+        self.route(&req)
+    }
 }
 
 /// The credentials listener's routes.
@@ -109,53 +116,71 @@ impl Routes for CredentialsRoutes {
     type Future = Ready<(&'static str, Response<Body>)>;
 
     fn route(&self, req: &Request<Incoming>) -> Self::Future {
-        ready(self.answer(req))
+        ready(match self.refusal(req) {
+            None => self.credentials(HeaderMap::new()),
+            Some(refusal) => refusal,
+        })
+    }
+
+    /// The hot path: the answer reuses the request's header map (its
+    /// allocation, not its contents), so serving credentials allocates
+    /// nothing beyond what hyper allocates per request. hyper in turn keeps
+    /// the answer's emptied map to parse the next request on the connection
+    /// into, so on a keep-alive connection the same map goes round.
+    fn route_owned(&self, mut req: Request<Incoming>) -> Self::Future {
+        ready(match self.refusal(&req) {
+            None => {
+                let mut headers = std::mem::take(req.headers_mut());
+                headers.clear();
+                self.credentials(headers)
+            }
+            Some(refusal) => refusal,
+        })
     }
 }
 
 impl CredentialsRoutes {
-    fn answer(&self, req: &Request<Incoming>) -> (&'static str, Response<Body>) {
+    /// The answer refusing `req` (path, method, auth token), if any.
+    fn refusal(&self, req: &Request<Incoming>) -> Option<(&'static str, Response<Body>)> {
         if req.uri().path() != CREDENTIALS_PATH {
-            return (
+            return Some((
                 "other",
                 error(
                     StatusCode::NOT_FOUND,
                     "NotFound",
                     "unknown path; credentials are served at /v1/credentials",
                 ),
-            );
+            ));
         }
         if req.method() != Method::GET {
-            return ("credentials", method_not_allowed());
+            return Some(("credentials", method_not_allowed()));
         }
         let presented = req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes);
         match presented {
-            None => {
-                return ("credentials", error(StatusCode::UNAUTHORIZED, "Unauthorized", "missing Authorization header; set AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE to the agent's auth token file"))
-            }
-            Some(p) if !self.auth.matches(p) => {
-                return ("credentials", error(StatusCode::UNAUTHORIZED, "Unauthorized", "the Authorization header does not match the agent's auth token"))
-            }
-            Some(_) => {}
+            None => Some(("credentials", error(StatusCode::UNAUTHORIZED, "Unauthorized", "missing Authorization header; set AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE to the agent's auth token file"))),
+            Some(p) if !self.auth.matches(p) => Some(("credentials", error(StatusCode::UNAUTHORIZED, "Unauthorized", "the Authorization header does not match the agent's auth token"))),
+            Some(_) => None,
         }
-        let rsp = match self.store.servable(Instant::now()) {
-            Some(snapshot) => Response::builder()
-                .status(StatusCode::OK)
-                .header(CONTENT_TYPE, "application/json")
-                .header(CACHE_CONTROL, "no-store")
-                .body(Full::new(snapshot.body.clone())),
-            None => {
-                return (
-                    "credentials",
-                    error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "CredentialsUnavailable",
-                        "no valid credentials yet or they expired; see the agent's logs",
-                    ),
-                )
-            }
+    }
+
+    /// The 200 with the pre-rendered body, its headers in `headers` (an
+    /// empty map), or 503.
+    fn credentials(&self, mut headers: HeaderMap) -> (&'static str, Response<Body>) {
+        let Some(body) = self.store.servable_body(Instant::now()) else {
+            return (
+                "credentials",
+                error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "CredentialsUnavailable",
+                    "no valid credentials yet or they expired; see the agent's logs",
+                ),
+            );
         };
-        ("credentials", rsp.unwrap_or_else(|_| internal_error()))
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let mut rsp = Response::new(Full::new(body));
+        *rsp.headers_mut() = headers;
+        ("credentials", rsp)
     }
 }
 
@@ -254,11 +279,27 @@ fn internal_error() -> Response<Body> {
     rsp
 }
 
-/// Binds `addr`, naming `flag` in the error.
+/// Connections the kernel queues for a listener before `accept` (capped by
+/// `net.core.somaxconn`). `TcpListener::bind` would ask for 128, the
+/// standard library's value, which a burst of clients (Pods starting on a
+/// node, a load generator) overflows: the kernel then drops SYNs and each
+/// dropped client waits a full second to retry.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds `addr` (with `SO_REUSEADDR`, as `TcpListener::bind` does) and
+/// listens with [`LISTEN_BACKLOG`], naming `flag` in the error.
 pub async fn bind(addr: SocketAddr, flag: &'static str) -> Result<TcpListener, BindError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| BindError { flag, addr, source })
+    let listen = || {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    listen().map_err(|source| BindError { flag, addr, source })
 }
 
 /// A listener could not be bound.
@@ -292,7 +333,10 @@ pub async fn serve<R: Routes>(
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(MAX_HEAD_BYTES)
-        .keep_alive(true);
+        .keep_alive(true)
+        // Answers are small: one write(2) of head and body together costs
+        // less than writev(2) of the two.
+        .writev(false);
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -318,18 +362,11 @@ pub async fn serve<R: Routes>(
         let metrics = metrics.clone();
         let svc = service_fn(move |req: Request<Incoming>| {
             let started = Instant::now();
-            let answer = routes.route(&req);
+            let answer = routes.route_owned(req);
             let metrics = metrics.clone();
             async move {
                 let (route, rsp) = answer.await;
-                metrics
-                    .requests
-                    .with_label_values(&[route, rsp.status().as_str()])
-                    .inc();
-                metrics
-                    .duration
-                    .with_label_values(&[route])
-                    .observe(started.elapsed().as_secs_f64());
+                metrics.observe(route, rsp.status(), started.elapsed().as_secs_f64());
                 Ok::<_, Infallible>(rsp)
             }
         });

@@ -223,6 +223,18 @@ impl Store {
     pub fn servable(&self, now: Instant) -> Option<Arc<Snapshot>> {
         self.load().filter(|s| s.is_servable(now))
     }
+
+    /// The ECS body of the current snapshot if it may be served at `now`:
+    /// what the credentials route sends. It reads through a guard, so the
+    /// snapshot's shared reference count is not touched; the only shared
+    /// write per request is the body's own count.
+    pub fn servable_body(&self, now: Instant) -> Option<Bytes> {
+        let current = self.current.load();
+        current
+            .as_deref()
+            .filter(|s| s.is_servable(now))
+            .map(|s| s.body.clone())
+    }
 }
 
 impl fmt::Debug for Store {
@@ -287,6 +299,13 @@ mod tests {
         ));
         assert!(store.servable(now + Duration::from_secs(3299)).is_some());
         assert!(store.servable(now + Duration::from_secs(3300)).is_none());
+        assert_eq!(
+            store.servable_body(now + Duration::from_secs(3299)),
+            Some(render_ecs(&creds("")))
+        );
+        assert!(store
+            .servable_body(now + Duration::from_secs(3300))
+            .is_none());
         assert!(store.load().is_some());
     }
 
