@@ -7,7 +7,13 @@
 //! - After a failure it retries with exponential backoff and full jitter
 //!   (honouring `Retry-After`), while the store keeps serving the last good
 //!   credentials until shortly before they expire.
-//! - A new token after an authentication failure is tried at once.
+//! - A new token is exchanged at once (at most once per
+//!   [`TOKEN_REFRESH_SPACING`]): kubelet rotates the projected token at
+//!   80 % of its life, and the new one may name a different identity, so
+//!   the credentials follow the token within milliseconds rather than at
+//!   the next scheduled refresh. After a failure that was not the token's
+//!   fault (upstream down, throttled) the backoff stands: the new token is
+//!   used by the next attempt.
 //!
 //! Timers are `tokio::time` (monotonic, paused in tests); the lifetime of
 //! credentials is measured on the upstream's clock, so a skewed local clock
@@ -31,6 +37,11 @@ mod schedule;
 
 pub use self::schedule::RefreshPolicy;
 
+/// The least time between the start of one exchange and a token-triggered
+/// one: bounds the upstream calls a token file rewritten in a loop can
+/// cause, without delaying kubelet's rotations (minutes apart).
+pub const TOKEN_REFRESH_SPACING: Duration = Duration::from_secs(1);
+
 /// A source of uniform samples in `[0, 1)` for jitter.
 pub type Jitter = Box<dyn FnMut() -> f64 + Send>;
 
@@ -51,6 +62,8 @@ struct State {
     next: Option<Instant>,
     failures: u32,
     last_error: Option<ExchangeError>,
+    /// When the last exchange started, and with which token.
+    last_attempt: Option<(Instant, Arc<Token>)>,
 }
 
 // === impl Refresher ===
@@ -102,13 +115,9 @@ impl Refresher {
                         tokens_open = false;
                         continue;
                     }
-                    let retry_now = match &state.last_error {
-                        Some(e) => e.is_auth(),
-                        None => self.store.load().is_none(),
-                    };
-                    if retry_now {
-                        debug!("token changed after an authentication failure; retrying now");
-                        state.next = Some(Instant::now());
+                    if let Some(at) = self.token_refresh_at(&state) {
+                        debug!("the projected token changed; exchanging the new one");
+                        state.next = Some(state.next.map_or(at, |next| next.min(at)));
                     }
                 }
                 _ = sleep_until(stale_at.unwrap_or(now)), if stale_at.is_some() => {
@@ -125,11 +134,27 @@ impl Refresher {
         }
     }
 
+    /// When to exchange after the token changed, if it should be sooner
+    /// than planned: not while backing off from an upstream that is failing
+    /// on its own, and not for a token already exchanged.
+    fn token_refresh_at(&self, state: &State) -> Option<Instant> {
+        let current = self.tokens.borrow().clone()?;
+        if state.last_error.as_ref().is_some_and(|e| !e.is_auth()) {
+            return None;
+        }
+        match &state.last_attempt {
+            None => Some(Instant::now()),
+            Some((_, used)) if used.raw.expose() == current.raw.expose() => None,
+            Some((at, _)) => Some((*at + TOKEN_REFRESH_SPACING).max(Instant::now())),
+        }
+    }
+
     async fn refresh(&mut self, state: &mut State) {
         let Some(token) = self.tokens.borrow().clone() else {
             return;
         };
         let started = Instant::now();
+        state.last_attempt = Some((started, token.clone()));
         let result = self.exchange.exchange(&token.raw).await;
         let latency = started.elapsed();
         self.metrics.duration.observe(latency.as_secs_f64());

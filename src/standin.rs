@@ -139,6 +139,8 @@ struct State {
     sticky: Option<Fault>,
     /// The length of the last request's `Authorization` and whether it began with `Bearer `.
     last_authorization: Option<(usize, bool)>,
+    /// The `sub` of the token behind the last successful exchange.
+    last_subject: Option<String>,
 }
 
 // === impl StandInConfig ===
@@ -208,6 +210,7 @@ impl StandIn {
                 faults: VecDeque::new(),
                 sticky: None,
                 last_authorization: None,
+                last_subject: None,
             }),
             calls: watch::Sender::new(0),
             successes: AtomicU64::new(0),
@@ -301,6 +304,11 @@ impl StandIn {
     /// The stand-in's own issuer, if it was configured with one.
     pub fn issuer(&self) -> Option<&Issuer> {
         self.shared.issuer.as_ref()
+    }
+
+    /// The `sub` of the token behind the last successful exchange.
+    pub fn last_subject(&self) -> Option<String> {
+        self.shared.state().last_subject.clone()
     }
 
     /// The length of the last credential request's `Authorization` value (`None` if it had none).

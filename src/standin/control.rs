@@ -7,7 +7,7 @@
 //! | `POST /_standin/keys` | `{"access_key_id","secret_access_key","session_token"}` | switch the credentials handed out |
 //! | `POST /_standin/fault` | `{"status":503}` (+ `"body":"…"` for a raw body), `{"throttle_retry_after":"2"}` or `{"throttle":true}`, `{"hang":true}`, `{"delay_ms":500}`, `{"close":true}`; add `"sticky":true` to apply it to every request; `{"clear":true}` clears all | queue (or stick) a [`Fault`] |
 //! | `POST /_standin/lifetime` | `{"secs":60}` | set the credential lifetime |
-//! | `GET /_standin/stats` | | `{"calls":N,"successes":N}` |
+//! | `GET /_standin/stats` | | `{"calls":N,"successes":N,"last_sub":"…"}` (`last_sub`: the `sub` of the token behind the last success, or null) |
 //!
 //! Control requests are not counted as calls and faults do not apply to them. Error messages
 //! never repeat request bodies, which may hold secrets.
@@ -117,8 +117,11 @@ pub(super) async fn handle(
             ok()
         }),
         _ => {
-            let stats =
-                serde_json::json!({"calls": handle.calls(), "successes": handle.successes()});
+            let stats = serde_json::json!({
+                "calls": handle.calls(),
+                "successes": handle.successes(),
+                "last_sub": handle.last_subject(),
+            });
             Ok(json_response(StatusCode::OK, stats.to_string().into()))
         }
     };

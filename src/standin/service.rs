@@ -125,7 +125,7 @@ fn exchange<B>(shared: &Shared, req: &Request<B>) -> Resp {
         // The message is a fixed string per failure kind; it never contains the token.
         Err(e) => return error(StatusCode::UNAUTHORIZED, &e.to_string()),
     };
-    let state = shared.state();
+    let mut state = shared.state();
     let Some(expiration) = expiration(now, state.lifetime) else {
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -143,6 +143,7 @@ fn exchange<B>(shared: &Shared, req: &Request<B>) -> Resp {
     };
     match serde_json::to_vec(&body) {
         Ok(body) => {
+            state.last_subject = Some(identity.sub.clone());
             shared.successes.fetch_add(1, Ordering::SeqCst);
             json_response(StatusCode::OK, body.into())
         }

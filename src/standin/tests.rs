@@ -140,6 +140,10 @@ async fn valid_token_gets_credentials() {
     assert!((3599..=3602).contains(&delta), "{delta}");
 
     assert_eq!((standin.calls(), standin.successes()), (1, 1));
+    assert_eq!(
+        standin.last_subject().as_deref(),
+        Some("system:serviceaccount:default:app")
+    );
     assert_eq!(standin.last_authorization_len(), Some(jwt.len()));
     assert!(!standin.last_authorization_had_bearer_prefix());
 }
@@ -455,7 +459,11 @@ async fn control_api() {
     assert_eq!(calls, 11, "control requests are not counted");
     assert_eq!(
         stats,
-        json!({"calls": calls, "successes": standin.successes()})
+        json!({
+            "calls": calls,
+            "successes": standin.successes(),
+            "last_sub": standin.last_subject(),
+        })
     );
     assert_eq!(control(&standin, "GET", "token", "").await.status, 405);
     assert_eq!(control(&standin, "POST", "stats", "").await.status, 405);

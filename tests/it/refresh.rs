@@ -249,6 +249,8 @@ async fn a_new_token_after_an_auth_failure_is_tried_at_once() {
     );
     h.exchange.wait_calls(2).await;
     assert!(h.store.load().is_none(), "not ready before any success");
+    // Past the one-second spacing, well before the next retry (~2 s).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let t = Instant::now();
     h.tokens.send_replace(Some(token("b")));
     let calls = h.exchange.wait_calls(3).await;
@@ -259,6 +261,75 @@ async fn a_new_token_after_an_auth_failure_is_tried_at_once() {
     );
     h.store.wait_servable().await;
     assert_eq!(count(&h, "auth_rejected"), 2);
+    h.shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rotated_token_is_exchanged_at_once_and_restarts_the_schedule() {
+    let h = start(vec![Answer::Ok(60 * MIN)], 0.0);
+    h.exchange.wait_calls(1).await;
+    tokio::time::sleep(10 * MIN).await;
+    h.tokens.send_replace(Some(token("b")));
+    let calls = h.exchange.wait_calls(2).await;
+    assert_eq!(
+        offsets(&h, &calls)[1],
+        10 * MIN,
+        "not at the 30 min schedule"
+    );
+    assert_ne!(calls[1].1, calls[0].1, "with the new token");
+    // The next one is half the new credentials' life after the exchange.
+    let calls = h.exchange.wait_calls(3).await;
+    assert_eq!(offsets(&h, &calls)[2], 40 * MIN);
+    assert_eq!(count(&h, "ok"), 3);
+    h.shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_rewritten_in_a_loop_is_exchanged_at_most_once_a_second() {
+    let h = start(vec![Answer::Ok(60 * MIN)], 0.0);
+    h.exchange.wait_calls(1).await;
+    for i in 0..50 {
+        h.tokens.send_replace(Some(token(&format!("loop-{i}"))));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let calls = h.exchange.calls();
+    let gaps: Vec<Duration> = calls.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    assert!(
+        (4..=6).contains(&gaps.len()),
+        "{} exchanges in 5 s",
+        calls.len()
+    );
+    assert!(
+        gaps.iter().all(|g| *g >= Duration::from_secs(1)),
+        "{gaps:?}"
+    );
+    // The last token written is the one in use once the spacing allows.
+    let last = token("loop-49");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        h.exchange.calls().last().unwrap().1,
+        last.raw.expose(),
+        "ends on the last token"
+    );
+    h.shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_token_does_not_cut_short_an_upstream_backoff() {
+    let upstream = Answer::Err(ExchangeError::Upstream { status: 503 });
+    let h = start(vec![Answer::Ok(60 * MIN), upstream], 0.999_999);
+    // The scheduled refresh at 30 min fails, and the retry 1 s later too.
+    let calls = h.exchange.wait_calls(3).await;
+    let t = Instant::now();
+    h.tokens.send_replace(Some(token("b")));
+    let calls_after = h.exchange.wait_calls(4).await;
+    // The third retry waits its full backoff (~2 s), then uses the new token.
+    let waited = calls_after[3].0 - calls[2].0;
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "{waited:?} after {t:?}"
+    );
+    assert_ne!(calls_after[3].1, calls[0].1, "with the new token");
     h.shutdown.cancel();
 }
 
