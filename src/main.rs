@@ -21,21 +21,28 @@ fn main() -> ExitCode {
         _ => LogFormat::Text,
     };
     if let Err(e) = init_tracing(cli.log_format.unwrap_or(default_format), &cli.log_level) {
-        eprintln!("error: invalid value for --log-level: {e}");
-        return ExitCode::from(2);
+        return bad_config(format!("invalid value for --log-level: {e}"));
     }
-    match cli.command {
+    match dispatch(cli.command) {
+        Ok(code) | Err(code) => code,
+    }
+}
+
+/// A configuration error: one line on stderr, exit status 2 (before
+/// anything is bound or contacted).
+fn bad_config(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
+}
+
+/// Runs `command`; `Err` is an early exit (bad configuration).
+fn dispatch(command: Command) -> Result<ExitCode, ExitCode> {
+    Ok(match command {
         Command::Sidecar(args) => {
-            let config = match SidecarConfig::from_args(&args) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
+            let config = SidecarConfig::from_args(&args).map_err(bad_config)?;
             if args.check_config {
                 println!("configuration ok: {config:?}");
-                return ExitCode::SUCCESS;
+                return Ok(ExitCode::SUCCESS);
             }
             run(sidecar(config))
         }
@@ -52,39 +59,22 @@ fn main() -> ExitCode {
                 })
             }
             None => {
-                let config = match credagent::config::NodeConfig::from_args(&args) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return ExitCode::from(2);
-                    }
-                };
+                let config = credagent::config::NodeConfig::from_args(&args).map_err(bad_config)?;
                 if args.check_config {
                     println!("configuration ok: {config:?}");
-                    return ExitCode::SUCCESS;
+                    return Ok(ExitCode::SUCCESS);
                 }
                 run(node(config))
             }
         },
         Command::Demo(args) => {
-            let config = match credagent::demo::DemoConfig::from_args(&args) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
+            let config = credagent::demo::DemoConfig::from_args(&args).map_err(bad_config)?;
             run(credagent::demo::run(config))
         }
         Command::CredentialProcess(args) => credential_process(args),
         Command::Exchange(args) => {
-            let upstream = match credagent::config::upstream_config(&args.upstream, &args.tuning) {
-                Ok(u) => u,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
+            let upstream = credagent::config::upstream_config(&args.upstream, &args.tuning)
+                .map_err(bad_config)?;
             one_shot(async move {
                 let (text, code) =
                     credagent::ops::exchange::run(&args.token_file, &upstream, args.show_secret)
@@ -99,13 +89,7 @@ fn main() -> ExitCode {
         }
         Command::Principal(args) => principal(args),
         Command::Doctor(args) => {
-            let config = match SidecarConfig::from_args(&args.sidecar) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
+            let config = SidecarConfig::from_args(&args.sidecar).map_err(bad_config)?;
             one_shot(async move {
                 let checks = credagent::ops::doctor::run(&config, &args.audience).await;
                 print!("{}", credagent::ops::doctor::render(&checks));
@@ -120,7 +104,7 @@ fn main() -> ExitCode {
             let shutdown = credagent::shutdown::on_signal()?;
             credagent::standin::run(args, shutdown).await
         }),
-    }
+    })
 }
 
 /// Prints clap's verdict. Help and version go to stdout with status 0;
@@ -163,10 +147,7 @@ fn one_shot<F: std::future::Future<Output = ExitCode>>(fut: F) -> ExitCode {
 fn credential_process(args: credagent::cli::CredentialProcessArgs) -> ExitCode {
     let url = match args.url.parse::<http::Uri>() {
         Ok(u) if u.scheme_str() == Some("http") && u.host().is_some() => u,
-        _ => {
-            eprintln!("error: invalid value for --url: must be an http:// URL of the agent");
-            return ExitCode::from(2);
-        }
+        _ => return bad_config("invalid value for --url: must be an http:// URL of the agent"),
     };
     let config = credagent::ops::credential_process::CredentialProcessConfig {
         url,
