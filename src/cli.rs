@@ -179,6 +179,13 @@ pub struct SidecarArgs {
     )]
     pub credentials_profile: String,
 
+    #[command(flatten)]
+    pub serving: ServingArgs,
+}
+
+/// What the long-running modes (sidecar, node) share about serving.
+#[derive(Debug, Clone, Args)]
+pub struct ServingArgs {
     /// Most connections served at once per listener (more wait until one closes).
     #[arg(
         long,
@@ -288,18 +295,8 @@ pub struct NodeArgs {
     #[command(flatten)]
     pub tuning: TuningArgs,
 
-    /// Most connections served at once per listener (more wait until one closes).
-    #[arg(
-        long,
-        env = "CREDAGENT_MAX_CONNECTIONS",
-        default_value = "4096",
-        value_name = "N"
-    )]
-    pub max_connections: usize,
-
-    /// Validate the configuration (flags and environment), print it, and exit.
-    #[arg(long)]
-    pub check_config: bool,
+    #[command(flatten)]
+    pub serving: ServingArgs,
 }
 
 /// `credagent node <step>`.

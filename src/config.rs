@@ -121,7 +121,7 @@ impl SidecarConfig {
                 "must be letters, digits, '-', '_' or '.'",
             ));
         }
-        if args.max_connections == 0 {
+        if args.serving.max_connections == 0 {
             return Err(ConfigError::new("--max-connections", "must be > 0"));
         }
         if let Some(path) = &args.credentials_file {
@@ -145,7 +145,7 @@ impl SidecarConfig {
                     },
                 )
             }),
-            max_connections: args.max_connections,
+            max_connections: args.serving.max_connections,
             credentials_file: args.credentials_file.clone().map(|path| {
                 crate::surfaces::file_sink::FileSinkConfig {
                     path,
@@ -185,7 +185,7 @@ impl NodeConfig {
         if args.max_identities == 0 {
             return Err(ConfigError::new("--max-identities", "must be > 0"));
         }
-        if args.max_connections == 0 {
+        if args.serving.max_connections == 0 {
             return Err(ConfigError::new("--max-connections", "must be > 0"));
         }
         if args.upstream_concurrency == 0 {
@@ -199,7 +199,7 @@ impl NodeConfig {
             upstream: upstream_config(&args.upstream, &args.tuning)?,
             listen: args.listen.clone(),
             admin_listen: args.admin_listen,
-            max_connections: args.max_connections,
+            max_connections: args.serving.max_connections,
             cache: crate::node::cache::CacheConfig {
                 max_identities: args.max_identities,
                 upstream_concurrency: args.upstream_concurrency,

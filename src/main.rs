@@ -40,7 +40,7 @@ fn dispatch(command: Command) -> Result<ExitCode, ExitCode> {
     Ok(match command {
         Command::Sidecar(args) => {
             let config = SidecarConfig::from_args(&args).map_err(bad_config)?;
-            if args.check_config {
+            if args.serving.check_config {
                 println!("configuration ok: {config:?}");
                 return Ok(ExitCode::SUCCESS);
             }
@@ -60,7 +60,7 @@ fn dispatch(command: Command) -> Result<ExitCode, ExitCode> {
             }
             None => {
                 let config = credagent::config::NodeConfig::from_args(&args).map_err(bad_config)?;
-                if args.check_config {
+                if args.serving.check_config {
                     println!("configuration ok: {config:?}");
                     return Ok(ExitCode::SUCCESS);
                 }
