@@ -58,6 +58,9 @@ part ./scripts/check-manifests.sh
 step "fuzz smoke: each target for 10 s"
 part ./fuzz/run.sh 10
 
+step "benchmark smoke: every section of bench/run.sh in a tiny configuration (its figures mean little)"
+part ./bench/run.sh --smoke
+
 step "summary"
 cat "$summary"
 awk '{ p += $2; f += $4 } END { printf "total: %d passed, %d failed\n", p, f }' "$summary"
