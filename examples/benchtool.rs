@@ -11,12 +11,10 @@
 //!     All connections are opened first, then every request is sent at once;
 //!     prints one JSON line with counts and latency percentiles (send to last
 //!     body byte, per request).
-//! benchtool token-pickup --n N --dir DIR [--debounce-ms MS]
-//!     In-process token source (credagent::token::spawn, production defaults
-//!     unless --debounce-ms overrides the trailing debounce)
+//! benchtool token-pickup --n N --dir DIR
+//!     In-process token source (credagent::token::spawn, production defaults)
 //!     on a kubelet-style volume in DIR; N swaps with credagent::kubelet's port
 //!     of AtomicWriter; prints one JSON line with swap -> publish latencies.
-//! ```
 //! benchtool sdk-client --url URL --token-file PATH --spawn-ns NS
 //!                      [--hour-secs S --advisory-secs A --poll-ms P]
 //!     One "SDK process": what an SDK's container-credentials provider does
@@ -28,6 +26,7 @@
 //!     than A seconds of their life remain (botocore's advisory refresh).
 //!     Prints one JSON line: first_ms (spawn -> credentials in hand),
 //!     fetch_ms (the first GET alone), fetches, errors.
+//! ```
 //!
 //! The HTTP client is deliberately minimal (one request at a time per
 //! connection, `Content-Length` bodies only): it measures the server, not a
@@ -336,10 +335,7 @@ async fn token_pickup(flags: &Flags) -> Result<(), Error> {
     credagent::kubelet::atomic_write(&dir, "oidc-token", tokens[0].as_bytes(), 0o644)?;
     let metrics = credagent::metrics::Metrics::new()?;
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let mut config = credagent::token::TokenSourceConfig::new(dir.join("oidc-token"));
-    if let Ok(ms) = flags.num("debounce-ms") {
-        config.debounce = Duration::from_millis(ms as u64);
-    }
+    let config = credagent::token::TokenSourceConfig::new(dir.join("oidc-token"));
     let mut rx = credagent::token::spawn(
         config,
         credagent::clock::system(),
