@@ -152,6 +152,13 @@ impl Credentials {
             }),
         }
     }
+
+    /// These credentials with their [`lifetime`](Self::lifetime): what every
+    /// caller of an exchange needs before it can use the answer.
+    pub fn with_lifetime(self, now: SystemTime) -> Result<(Self, Duration), ExchangeError> {
+        let lifetime = self.lifetime(now)?;
+        Ok((self, lifetime))
+    }
 }
 
 impl fmt::Debug for Credentials {

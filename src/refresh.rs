@@ -162,7 +162,7 @@ impl Refresher {
             .upstream_responses
             .with_label_values(&[upstream_class(&result)])
             .inc();
-        let result = result.and_then(|c| c.lifetime(self.clock.now()).map(|l| (c, l)));
+        let result = result.and_then(|c| c.with_lifetime(self.clock.now()));
         match result {
             Ok((credentials, lifetime)) => {
                 self.succeeded(state, credentials, lifetime, started, latency)

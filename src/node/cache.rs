@@ -345,7 +345,8 @@ impl Inner {
             .exchange
             .exchange(token)
             .await
-            .and_then(|c| c.lifetime(self.clock.now()).map(|l| (c, l, started)));
+            .and_then(|c| c.with_lifetime(self.clock.now()))
+            .map(|(c, l)| (c, l, started));
         self.metrics
             .upstream_duration
             .observe(started.elapsed().as_secs_f64());

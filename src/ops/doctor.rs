@@ -250,7 +250,7 @@ async fn exchange(config: &SidecarConfig, token: &Token) -> (Check, Option<Crede
     let result = client
         .exchange(&token.raw)
         .await
-        .and_then(|c| c.lifetime(SystemTime::now()).map(|l| (c, l)));
+        .and_then(|c| c.with_lifetime(SystemTime::now()));
     match result {
         Ok((c, lifetime)) => {
             let detail = format!(

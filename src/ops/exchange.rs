@@ -41,7 +41,7 @@ pub async fn run(token_file: &Path, upstream: &UpstreamConfig, show_secret: bool
     let result = client
         .exchange(&token.raw)
         .await
-        .and_then(|c| c.lifetime(SystemTime::now()).map(|l| (c, l)));
+        .and_then(|c| c.with_lifetime(SystemTime::now()));
     match result {
         Ok((c, lifetime)) => {
             let left = SystemTime::from(c.expiration)
