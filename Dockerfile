@@ -29,24 +29,33 @@ RUN apt-get update \
 
 WORKDIR /src
 
+# The product crate is built with --no-default-features: no `demo` feature, so
+# neither `credagent demo` nor the test kit (the stand-in upstream, kubelet's
+# writer, the JWT issuer) is in the image's binary. The test kit's manifest is
+# copied only because the workspace names it; its sources are never built.
+#
 # Dependencies first, in a layer of their own that survives source edits: build
 # the locked dependency graph against an empty crate, then drop the stub. Only
-# Cargo.toml, Cargo.lock and src/ are in the context (.dockerignore); a Cargo
-# target declared outside src/ must be copied here too (scripts/check-manifests.sh
-# loads exactly this context with `cargo fetch --locked`).
+# the workspace manifest, the lock, both crates' manifests and the product's
+# src/ are in the context (.dockerignore); scripts/check-manifests.sh loads
+# exactly this context with `cargo fetch --locked`.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
-    && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs \
-    && cargo build --release --locked --target "$(uname -m)-unknown-linux-musl" \
-    && rm -rf src
+COPY crates/credagent/Cargo.toml crates/credagent/
+COPY crates/testkit/Cargo.toml crates/testkit/
+RUN mkdir crates/credagent/src \
+    && echo 'fn main() {}' > crates/credagent/src/main.rs \
+    && touch crates/credagent/src/lib.rs \
+    && cargo build --release --locked -p credagent --no-default-features \
+       --target "$(uname -m)-unknown-linux-musl" \
+    && rm -rf crates/credagent/src
 
 # The crate itself. `touch` makes cargo rebuild it even where the copied files
 # carry older timestamps than the stub. The binary must run here (static, so
 # no loader is needed) before it is handed to the runtime stage.
-COPY src ./src
-RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked --target "$(uname -m)-unknown-linux-musl" \
+COPY crates/credagent/src crates/credagent/src
+RUN touch crates/credagent/src/main.rs crates/credagent/src/lib.rs \
+    && cargo build --release --locked -p credagent --no-default-features \
+       --target "$(uname -m)-unknown-linux-musl" \
     && install -D -m 0755 "target/$(uname -m)-unknown-linux-musl/release/credagent" /out/credagent \
     && /out/credagent --version
 

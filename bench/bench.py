@@ -7,7 +7,7 @@ Run through bench/run.sh, which installs the tools and builds the binaries:
            [--musl-bin PATH] [--smoke] [--only 1,3] [--out target/bench/results.md]
 
 Every section starts its own processes (the stand-in upstream as
-`credagent stand-in`, credagent, nginx) on 127.0.0.1 and stops them. A
+`credagent-standin`, credagent, nginx) on 127.0.0.1 and stops them. A
 section that fails prints its error and counts as failed; the others still
 run. The last line is `bench: N passed, M failed`.
 """
@@ -230,7 +230,7 @@ class StandIn:
         addr_file = os.path.join(ctx.workdir, f"{name}.addr")
         if os.path.exists(addr_file):
             os.remove(addr_file)
-        self.proc = ctx.spawn(name, [ctx.bin, "stand-in", "--listen", "127.0.0.1:0",
+        self.proc = ctx.spawn(name, [ctx.standin, "--listen", "127.0.0.1:0",
                                      "--access-key", ACCESS_KEY, "--lifetime", str(lifetime),
                                      "--addr-file", addr_file],
                               env={**os.environ, "STANDIN_SECRET_KEY": SECRET_KEY})
@@ -312,6 +312,8 @@ class Sidecar:
 class Context:
     def __init__(self, args):
         self.bin = os.path.abspath(args.bin)
+        # The test kit's stand-in upstream, built beside the agent.
+        self.standin = os.path.join(os.path.dirname(self.bin), "credagent-standin")
         self.tool = os.path.abspath(args.tool)
         self.musl_bin = os.path.abspath(args.musl_bin) if args.musl_bin else None
         # The binary the image ships (static musl) when it was built; the

@@ -47,21 +47,24 @@ ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 musl=()
 if [ "$smoke" = 1 ]; then
   step "build (debug: smoke)"
-  cargo build --locked --bin credagent --example benchtool
+  cargo build --locked -p credagent --bin credagent --example benchtool
+  cargo build --locked -p credagent-testkit --bin credagent-standin
   bin=target/debug/credagent
   tool=target/debug/examples/benchtool
 else
   step "build (release)"
   # Separate invocations: building the example activates dev-dependency
   # features (tokio's test-util) that must not reach the measured binary.
-  cargo build --locked --release --bin credagent
-  cargo build --locked --release --example benchtool
+  cargo build --locked --release -p credagent --bin credagent
+  cargo build --locked --release -p credagent --example benchtool
+  cargo build --locked --release -p credagent-testkit --bin credagent-standin
   bin=target/release/credagent
   tool=target/release/examples/benchtool
   if rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-musl \
      || rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1; then
     step "build (release, x86_64-unknown-linux-musl: the image's static binary)"
-    if cargo build --locked --release --target x86_64-unknown-linux-musl --bin credagent; then
+    # Exactly the Dockerfile's build: no demo, no test kit.
+    if cargo build --locked --release --target x86_64-unknown-linux-musl -p credagent --no-default-features --bin credagent; then
       musl=(--musl-bin target/x86_64-unknown-linux-musl/release/credagent)
     else
       echo "bench: the musl build failed; section 6 reports the glibc binary only" >&2

@@ -50,8 +50,8 @@ if [ ! -f "$TOOLS/.installed" ] || ! cat tests/manifests/package.json tests/mani
   cat tests/manifests/package.json tests/manifests/package-lock.json >"$TOOLS/.installed"
 fi
 
-step "cargo build (the credagent binary the checks run)"
-cargo build --locked --bin credagent
+step "cargo build (the credagent binary the checks run, and the test kit's stand-in)"
+cargo build --locked -p credagent -p credagent-testkit --bins
 
 step "checks"
 exec "$VENV/bin/python" tests/manifests/check.py --tools "$TOOLS" --bin target/debug/credagent

@@ -23,14 +23,15 @@ fi
 
 step "python venv for the botocore client tests"
 VENV=target/test-venv
-if [ ! -f "$VENV/.installed" ] || ! cmp -s tests/requirements.txt "$VENV/.installed"; then
+REQ=crates/credagent/tests/requirements.txt
+if [ ! -f "$VENV/.installed" ] || ! cmp -s "$REQ" "$VENV/.installed"; then
   rm -rf "$VENV"
   if ! python3 -m venv "$VENV"; then
     apt-get update -qq && apt-get install -y -qq python3-venv
     python3 -m venv "$VENV"
   fi
-  "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/requirements.txt
-  cp tests/requirements.txt "$VENV/.installed"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQ"
+  cp "$REQ" "$VENV/.installed"
 fi
 export CREDAGENT_TEST_PYTHON="$PWD/$VENV/bin/python"
 
@@ -38,11 +39,11 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
 cargo_tests() {
-  cargo test --locked --lib --bins --tests 2>&1 | tee "$log.cargo"
+  cargo test --workspace --locked --lib --bins --tests 2>&1 | tee "$log.cargo"
   awk '/^test result:/ { for (i = 1; i < NF; i++) { if ($(i+1) == "passed;") p += $i; if ($(i+1) == "failed;") f += $i } }
        END { printf "cargo: %d passed, %d failed\n", p, f }' "$log.cargo"
   rm -f "$log.cargo"

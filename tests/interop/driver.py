@@ -4,7 +4,7 @@
 run.sh installs and builds everything, then runs this. It starts, all on 127.0.0.1 with ports
 chosen at run time:
 
-  * `credagent stand-in` (the upstream), handing out keys that s3s-fs knows;
+  * `credagent-standin` (the test kit's stand-in upstream), handing out keys that s3s-fs knows;
   * `s3s-fs` with those keys, behind `proxy.py` (records what each client puts on the wire);
   * `credagent sidecar` reading a kubelet-style token volume;
 
@@ -185,8 +185,8 @@ class StandIn:
         env = dict(os.environ, STANDIN_SECRET_KEY=secret_key, STANDIN_SESSION_TOKEN=session_token)
         self.proc = rig.procs.start(
             name,
-            [rig.args.credagent, "stand-in", "--listen", "127.0.0.1:0", "--access-key", access_key,
-             "--lifetime", str(lifetime), "--addr-file", self.addr_file, "--log-format", "text"],
+            [rig.args.standin, "--listen", "127.0.0.1:0", "--access-key", access_key,
+             "--lifetime", str(lifetime), "--addr-file", self.addr_file],
             env=env, stdout=open(self.out_path, "w"), stderr=open(os.path.join(d, "stderr"), "w"),
         )
         self.addr = wait_for(lambda: self._read(self.addr_file), 30, f"{name} address file")
@@ -1012,6 +1012,7 @@ def render(rig, wall):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--credagent", required=True)
+    p.add_argument("--standin", required=True, help="the test kit's credagent-standin binary")
     p.add_argument("--s3s-fs", required=True)
     p.add_argument("--venv", required=True)
     p.add_argument("--node", default=shutil.which("node") or "node")

@@ -56,9 +56,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
-step "credagent binary"
-cargo build --locked --bin credagent
+step "credagent and the test kit's stand-in"
+cargo build --locked -p credagent -p credagent-testkit --bins
 CREDAGENT=$ROOT/target/debug/credagent
+STANDIN=$ROOT/target/debug/credagent-standin
 
 # s3s-fs builds in the background while the venv, npm and the Rust client are set up: on 2 cores
 # the two cargo builds overlap each other's serial stretches (build scripts, linking).
@@ -119,9 +120,9 @@ fi
 
 step "run"
 python3 "$HERE/driver.py" \
-  --credagent "$CREDAGENT" --s3s-fs "$S3S/bin/s3s-fs" --venv "$VENV" \
+  --credagent "$CREDAGENT" --standin "$STANDIN" --s3s-fs "$S3S/bin/s3s-fs" --venv "$VENV" \
   --js-modules "$JS/node_modules" --rust-client "$RUST_CLIENT" \
-  --kubelet-swap tests/support/kubelet-swap.sh --work "$WORK" \
+  --kubelet-swap crates/testkit/kubelet-swap.sh --work "$WORK" \
   --results "$OUT/results.md" --results-json "$OUT/results.json" "$@" &
 DRIVER=$!
 status=0

@@ -793,12 +793,21 @@ def docker_context(report):
                 if "*" in ignore and f"!{src}" not in ignore and f"!{src}/" not in ignore]
     with tempfile.TemporaryDirectory(prefix="docker-context-") as tmp:
         for src in sources:
+            (Path(tmp) / src).parent.mkdir(parents=True, exist_ok=True)
             (shutil.copytree if (ROOT / src).is_dir() else shutil.copy2)(ROOT / src, Path(tmp) / src)
         p = run(["cargo", "fetch", "--locked", "--manifest-path", Path(tmp) / "Cargo.toml"])
         if p.returncode != 0:
             problems += p.stderr.strip().splitlines()[-6:]
+        # What the image's build compiles: the product without its default
+        # `demo` feature, so the test kit (the stand-in) must not be in it.
+        p = run(["cargo", "tree", "--locked", "--offline", "--manifest-path", Path(tmp) / "Cargo.toml",
+                 "-p", "credagent", "--no-default-features", "-e", "normal,build", "--prefix", "none"])
+        if p.returncode != 0:
+            problems += p.stderr.strip().splitlines()[-6:]
+        elif "credagent-testkit" in p.stdout:
+            problems.append("the image's build (--no-default-features) still depends on credagent-testkit")
     report.problems(f"Dockerfile build context ({', '.join(sources)}): passes .dockerignore, "
-                    "`cargo fetch --locked` loads it", problems)
+                    "`cargo fetch --locked` loads it, the image's build has no test kit", problems)
 
 
 # ----------------------------------------------------------------- metrics
@@ -856,7 +865,7 @@ def exercise_agents(binary, work):
     try:
         addr_file = work / "standin.addr"
         procs.append(subprocess.Popen(
-            [binary, "stand-in", "--listen", "127.0.0.1:0", "--access-key", "AKCHECK", "--secret-key", "SKCHECK",
+            [Path(binary).with_name("credagent-standin"), "--listen", "127.0.0.1:0", "--access-key", "AKCHECK", "--secret-key", "SKCHECK",
              "--audience", AUDIENCE, "--addr-file", addr_file],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         deadline = time.time() + 15

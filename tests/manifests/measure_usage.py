@@ -115,7 +115,7 @@ def main():
     try:
         addr_file = os.path.join(tmp, "addr")
         procs.append(subprocess.Popen(
-            [binary, "stand-in", "--listen", "127.0.0.1:0", "--access-key", "AKMEASURE",
+            [os.path.join(os.path.dirname(binary), "credagent-standin"), "--listen", "127.0.0.1:0", "--access-key", "AKMEASURE",
              "--secret-key", "SKMEASURE", "--addr-file", addr_file],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         deadline = time.time() + 10

@@ -1,0 +1,246 @@
+//! `credagent demo`: the whole pipeline on one machine, no cluster.
+//!
+//! It starts a local stand-in for the upstream exchange (its own ES256
+//! signing key, short-lived credentials so refreshes are visible), writes a
+//! service-account-shaped token into a kubelet-style volume in a temporary
+//! directory and rotates it the way kubelet does, runs the sidecar against
+//! them, and prints what to paste into another terminal.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::cli::DemoArgs;
+use crate::config::{parse_duration, ConfigError, SidecarConfig, UpstreamConfig};
+use crate::refresh::RefreshPolicy;
+use crate::sidecar::{Options, Sidecar};
+use credagent_testkit::{kubelet, Issuer, StandIn, StandInConfig, TokenSpec};
+
+/// The demo's settings, validated.
+#[derive(Debug, Clone)]
+pub struct DemoConfig {
+    /// Credentials listener.
+    pub listen: SocketAddr,
+    /// Admin listener.
+    pub admin_listen: SocketAddr,
+    /// Lifetime of the stand-in's credentials.
+    pub credential_lifetime: Duration,
+    /// How often the fake kubelet rotates the token.
+    pub rotate_every: Duration,
+    /// Where the token volume and auth token go (`None`: a new temp dir).
+    pub dir: Option<PathBuf>,
+    /// Stop after this long (`None`: at Ctrl-C).
+    pub duration: Option<Duration>,
+}
+
+/// The audience kubelet is asked for, as in the CoreWeave guide.
+const AUDIENCE: &str = "https://coreweave.com/iam";
+
+// === impl DemoConfig ===
+
+impl DemoConfig {
+    /// Validates the demo's flags.
+    pub fn from_args(args: &DemoArgs) -> Result<Self, ConfigError> {
+        let dur = |flag: &'static str, raw: &str| {
+            parse_duration(raw)
+                .map_err(|reason| ConfigError { flag, reason })
+                .and_then(|d| {
+                    if d < Duration::from_secs(1) {
+                        Err(ConfigError {
+                            flag,
+                            reason: "must be at least 1s".into(),
+                        })
+                    } else {
+                        Ok(d)
+                    }
+                })
+        };
+        Ok(Self {
+            listen: args.listen,
+            admin_listen: args.admin_listen,
+            credential_lifetime: dur("--credential-lifetime", &args.credential_lifetime)?,
+            rotate_every: dur("--rotate-every", &args.rotate_every)?,
+            dir: args.dir.clone(),
+            duration: args
+                .duration
+                .as_deref()
+                .map(|d| dur("--duration", d))
+                .transpose()?,
+        })
+    }
+}
+
+/// Runs the demo until Ctrl-C (or `duration`).
+pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
+    let shutdown = crate::shutdown::on_signal()?;
+    if let Some(d) = config.duration {
+        let s = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            s.cancel();
+        });
+    }
+    let (dir, remove_dir) = match &config.dir {
+        Some(d) => (d.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("credagent-demo-{}", std::process::id())),
+            true,
+        ),
+    };
+    let result = run_in(&config, &dir, shutdown).await;
+    if remove_dir {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+async fn run_in(
+    config: &DemoConfig,
+    dir: &std::path::Path,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let tokens_dir = dir.join("tokens");
+    let token_file = tokens_dir.join("oidc-token");
+    let auth_token_file = dir.join("auth-token");
+
+    let issuer =
+        Issuer::generate_es256("credagent-demo").context("cannot generate the demo signing key")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot bind the stand-in upstream")?;
+    let standin = StandIn::start(
+        listener,
+        StandInConfig {
+            org_id: "demo-org".into(),
+            verifiers: Vec::new(),
+            audience: Some(AUDIENCE.into()),
+            lifetime: config.credential_lifetime,
+            access_key_id: "CWDEMOAKID0000000001".into(),
+            secret_access_key: format!("demo-secret-{:032x}", rand::random::<u128>()),
+            session_token: String::new(),
+            issuer: Some(issuer.clone()),
+        },
+        None,
+        shutdown.child_token(),
+    )
+    .context("cannot start the stand-in upstream")?;
+
+    let spec = TokenSpec {
+        audience: AUDIENCE.into(),
+        service_account: "demo-app".into(),
+        lifetime: Duration::from_secs(600),
+        ..TokenSpec::default()
+    };
+    write_token(&issuer, &spec, &tokens_dir)?;
+
+    let sidecar_config = SidecarConfig {
+        token_file: token_file.clone(),
+        upstream: UpstreamConfig {
+            url: standin.url().parse().context("stand-in URL")?,
+            connect_timeout: Duration::from_secs(3),
+            timeout: Duration::from_secs(10),
+            extra_roots: Vec::new(),
+        },
+        listen: config.listen,
+        admin_listen: config.admin_listen,
+        auth_token_file: auth_token_file.clone(),
+        refresh: RefreshPolicy::default(),
+        imds: None,
+        credentials_file: None,
+        max_connections: 4096,
+    };
+    let sidecar = Sidecar::start(&sidecar_config, Options::default(), shutdown.clone()).await?;
+
+    let rotator = {
+        let (issuer, spec, tokens_dir, every, shutdown) = (
+            issuer.clone(),
+            spec.clone(),
+            tokens_dir.clone(),
+            config.rotate_every,
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                match write_token(&issuer, &spec, &tokens_dir) {
+                    Ok(()) => {
+                        info!("demo kubelet rotated the projected token (atomic ..data swap)")
+                    }
+                    Err(e) => warn!(error = %e, "demo kubelet could not rotate the token"),
+                }
+            }
+        })
+    };
+
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        first = sidecar.store.wait_servable() => {
+            print_instructions(config, &sidecar, &standin, &token_file, &auth_token_file, &first.credentials);
+        }
+    }
+    shutdown.cancelled().await;
+    let _ = rotator.await;
+    sidecar.wait().await;
+    standin.stopped().await;
+    println!(
+        "credagent demo stopped; {} upstream exchanges were made.",
+        standin.calls()
+    );
+    Ok(())
+}
+
+fn write_token(issuer: &Issuer, spec: &TokenSpec, dir: &std::path::Path) -> anyhow::Result<()> {
+    let token = issuer
+        .service_account_token(spec, SystemTime::now())
+        .context("cannot mint a demo token")?;
+    kubelet::atomic_write(dir, "oidc-token", token.as_bytes(), 0o644)
+        .with_context(|| format!("cannot write the token volume in {}", dir.display()))?;
+    Ok(())
+}
+
+fn print_instructions(
+    config: &DemoConfig,
+    sidecar: &Sidecar,
+    standin: &StandIn,
+    token_file: &std::path::Path,
+    auth_token_file: &std::path::Path,
+    first: &crate::exchange::Credentials,
+) {
+    let url = format!("http://{}/v1/credentials", sidecar.credentials_addr);
+    let auth = auth_token_file.display();
+    println!(
+        r#"
+credagent demo is running. The upstream is a LOCAL STAND-IN for CoreWeave's
+temporary-credentials endpoint (its own signing key; nothing leaves this machine).
+
+  stand-in upstream   {upstream}
+  projected token     {token} (rotated kubelet-style every {rotate}s)
+  credentials         {url}   (credentials live {life}s, refreshed ahead of expiry)
+  admin               http://{admin}/metrics  /healthz  /readyz
+  first credentials   AccessKeyId={akid}, Expiration={exp}
+
+In another terminal:
+
+  export AWS_CONTAINER_CREDENTIALS_FULL_URI={url}
+  export AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={auth}
+  curl -s -H "Authorization: $(cat $AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE)" $AWS_CONTAINER_CREDENTIALS_FULL_URI
+  aws configure export-credentials --format env    # any AWS CLI/SDK resolves them the same way
+
+Press Ctrl-C to stop.
+"#,
+        upstream = standin.url(),
+        token = token_file.display(),
+        rotate = config.rotate_every.as_secs(),
+        life = config.credential_lifetime.as_secs(),
+        admin = sidecar.admin_addr,
+        akid = first.access_key_id,
+        exp = crate::store::format_expiration(first.expiration),
+    );
+}

@@ -1,0 +1,410 @@
+//! The `credagent` binary itself: CLI contract, exit codes, signals, and a
+//! whole run at trace level checked for leaked secrets.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use credagent_testkit::{Fault, StandIn};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{kubelet_swap, metric, mint, request, rs256_issuer, SECRET_ACCESS_KEY};
+
+const BIN: &str = env!("CARGO_BIN_EXE_credagent");
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run credagent");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let (code, out, _) = run(&["--help"], &[]);
+    assert_eq!(code, 0);
+    for word in ["sidecar", "demo", "--log-format"] {
+        assert!(out.contains(word), "{word} missing from:\n{out}");
+    }
+    assert!(
+        !out.lines().any(|l| l.trim_start().starts_with("stand-in")),
+        "the test tool stays hidden"
+    );
+    let (code, out, _) = run(&["sidecar", "--help"], &[]);
+    assert_eq!(code, 0);
+    for flag in [
+        "--token-file",
+        "CREDAGENT_TOKEN_FILE",
+        "--exchange-url",
+        "CREDAGENT_EXCHANGE_URL",
+        "--org-id",
+        "CREDAGENT_ORG_ID",
+        "--listen",
+        "CREDAGENT_LISTEN",
+        "--admin-listen",
+        "CREDAGENT_ADMIN_LISTEN",
+        "--auth-token-file",
+        "CREDAGENT_AUTH_TOKEN_FILE",
+        "--ca-file",
+        "--log-format",
+        "/var/run/secrets/tokens/oidc-token",
+        "127.0.0.1:8181",
+        "0.0.0.0:9464",
+        "/var/run/credagent/auth-token",
+    ] {
+        assert!(
+            out.contains(flag),
+            "{flag} missing from sidecar --help:\n{out}"
+        );
+    }
+    let (code, out, _) = run(&["demo", "--help"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("--listen"));
+}
+
+#[test]
+fn invalid_config_exits_2_with_one_line_naming_the_flag() {
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
+        (vec!["sidecar"], vec![], "--exchange-url"),
+        (
+            vec!["sidecar", "--org-id", "o", "--listen", "nope"],
+            vec![],
+            "--listen",
+        ),
+        (
+            vec!["sidecar", "--org-id", "o", "--admin-listen", "1.2.3.4"],
+            vec![],
+            "--admin-listen",
+        ),
+        (
+            vec!["sidecar", "--exchange-url", "http://api.example.com/x"],
+            vec![],
+            "--exchange-url",
+        ),
+        (
+            vec!["sidecar", "--exchange-url", "not a url"],
+            vec![],
+            "--exchange-url",
+        ),
+        (vec!["sidecar", "--org-id", "a/b"], vec![], "--org-id"),
+        (
+            vec!["sidecar", "--org-id", "o", "--exchange-url", "https://a/b"],
+            vec![],
+            "--org-id",
+        ),
+        (
+            vec!["sidecar", "--org-id", "o", "--refresh-fraction", "2"],
+            vec![],
+            "--refresh-fraction",
+        ),
+        (
+            vec!["sidecar", "--org-id", "o", "--refresh-margin", "soon"],
+            vec![],
+            "--refresh-margin",
+        ),
+        (
+            vec![
+                "sidecar",
+                "--org-id",
+                "o",
+                "--ca-file",
+                "/nonexistent/ca.pem",
+            ],
+            vec![],
+            "--ca-file",
+        ),
+        (
+            vec!["sidecar", "--org-id", "o", "--log-format", "xml"],
+            vec![],
+            "--log-format",
+        ),
+        (
+            vec!["sidecar", "--org-id", "o"],
+            vec![("CREDAGENT_LISTEN", "bad")],
+            "--listen",
+        ),
+        (
+            vec!["sidecar"],
+            vec![("CREDAGENT_EXCHANGE_URL", "ftp://x/y")],
+            "--exchange-url",
+        ),
+        (vec!["sidecar", "--no-such-flag"], vec![], "--no-such-flag"),
+        (
+            vec!["demo", "--rotate-every", "0s"],
+            vec![],
+            "--rotate-every",
+        ),
+    ];
+    for (args, env, flag) in cases {
+        let (code, out, err) = run(&args, &env);
+        assert_eq!(code, 2, "{args:?} {env:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: stdout {out}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{args:?}: one line, got:\n{err}"
+        );
+        assert!(err.contains(flag), "{args:?}: {flag} not named in: {err}");
+    }
+}
+
+#[test]
+fn env_vars_configure_the_sidecar() {
+    // A valid configuration entirely from the environment gets past
+    // validation (and then fails to bind a taken port, with status 1).
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth").display().to_string();
+    let (code, _, err) = run(
+        &["sidecar"],
+        &[
+            ("CREDAGENT_ORG_ID", "my-org"),
+            ("CREDAGENT_LISTEN", &port),
+            ("CREDAGENT_AUTH_TOKEN_FILE", &auth),
+            ("CREDAGENT_LOG_FORMAT", "text"),
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&port) && err.contains("--listen"), "{err}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn a_full_run_leaks_no_secret_and_stops_cleanly_on_sigterm() {
+    const SESSION: &str = "SeSsIoN-ToKeN-ThAt-MuSt-NoT-LeAk";
+    let issuer = rs256_issuer();
+    let shutdown = CancellationToken::new();
+    let standin = StandIn::start(
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        crate::support::standin_config(&issuer, Duration::from_secs(8), SESSION),
+        None,
+        shutdown.clone(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let volume = dir.path().join("tokens");
+    let mut tokens = vec![mint(&issuer, "app", Duration::from_secs(3600))];
+    kubelet_swap(&volume, &tokens[0]);
+    let auth_file = dir.path().join("auth-token");
+    let (port, admin_port) = (free_port(), free_port());
+    let child = tokio::process::Command::new(BIN)
+        .args(["--log-level", "trace", "sidecar"])
+        .arg("--token-file")
+        .arg(volume.join("oidc-token"))
+        .arg("--exchange-url")
+        .arg(standin.url())
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--admin-listen")
+        .arg(format!("127.0.0.1:{admin_port}"))
+        .arg("--auth-token-file")
+        .arg(&auth_file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let creds_addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let admin_addr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+    let get = |addr, path: &'static str, auth: Option<String>| async move {
+        let headers: Vec<(&str, String)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        request(addr, None, "GET", path, &headers, "").await
+    };
+    // Ready once the first exchange is done.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = get(admin_addr, "/readyz", None).await {
+            if r.status == 200 {
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sidecar never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let auth = std::fs::read_to_string(&auth_file).unwrap();
+    let mut seen = String::new();
+    let ok = get(creds_addr, "/v1/credentials", Some(auth.clone()))
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.json()["Token"], SESSION);
+    for r in [
+        get(creds_addr, "/v1/credentials", None).await.unwrap(),
+        get(creds_addr, "/v1/credentials", Some(format!("{auth}0")))
+            .await
+            .unwrap(),
+        get(creds_addr, "/other", Some(auth.clone())).await.unwrap(),
+    ] {
+        seen.push_str(&r.body);
+    }
+    // The upstream turns hostile: an answer that embeds the secret key in a
+    // wrong-typed field, then rejections; the token rotates meanwhile.
+    standin.set_sticky_fault(Some(Fault::Body {
+        status: 200,
+        body: format!(r#"{{"AccessKeyId":"A","SecretAccessKey":["{SECRET_ACCESS_KEY}"],"Token":"{SESSION}","Expiration":"x"}}"#),
+    }));
+    let calls = standin.calls();
+    standin.wait_for_calls(calls + 1).await;
+    standin.set_sticky_fault(Some(Fault::Status(401)));
+    tokens.push(mint(&issuer, "app", Duration::from_secs(3600)));
+    kubelet_swap(&volume, &tokens[1]);
+    standin.wait_for_calls(calls + 3).await;
+    standin.set_sticky_fault(None);
+    let metrics = get(admin_addr, "/metrics", None).await.unwrap().body;
+    assert!(
+        metric(&metrics, r#"credagent_refreshes_total{result="malformed"}"#).unwrap() >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        metric(
+            &metrics,
+            r#"credagent_refreshes_total{result="auth_rejected"}"#
+        )
+        .unwrap()
+            >= 1.0,
+        "{metrics}"
+    );
+    seen.push_str(&metrics);
+
+    // SIGTERM: drain, exit 0.
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("exits within the drain grace")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "exit status after SIGTERM");
+    let logs =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(logs.contains("credentials refreshed"), "{logs}");
+    assert!(
+        logs.contains(
+            r#""role":"https://oidc.standin.invalid/cluster:system:serviceaccount:default:app""#
+        ),
+        "{logs}"
+    );
+    assert!(logs.contains("projected token rotated"));
+    for line in logs.lines() {
+        assert!(
+            line.starts_with('{') && line.ends_with('}'),
+            "JSON lines only: {line}"
+        );
+    }
+    seen.push_str(&logs);
+    let mut secrets: Vec<&str> = vec![SECRET_ACCESS_KEY, SESSION, auth.as_str()];
+    secrets.extend(tokens.iter().map(String::as_str));
+    // Also look for a distinctive slice of each token (its signature).
+    let sigs: Vec<&str> = tokens
+        .iter()
+        .map(|t| t.rsplit('.').next().unwrap())
+        .collect();
+    secrets.extend(sigs);
+    for s in secrets {
+        assert!(
+            !seen.contains(s),
+            "secret leaked ({} bytes) into logs, metrics or error bodies",
+            s.len()
+        );
+    }
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn the_demo_runs_refreshes_and_exits_cleanly() {
+    let out = tokio::process::Command::new(BIN)
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--credential-lifetime",
+            "4s",
+            "--rotate-every",
+            "1s",
+            "--duration",
+            "4s",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("LOCAL STAND-IN"), "{stdout}");
+    assert!(
+        stdout.contains("export AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("export AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE="),
+        "{stdout}"
+    );
+    assert!(stderr.contains("projected token rotated"), "{stderr}");
+    // 4 s credentials refresh every second or so: several exchanges in 4 s.
+    let exchanges: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("credagent demo stopped; "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("summary line");
+    assert!(exchanges >= 2, "{stdout}");
+}
+
+#[test]
+fn check_config_validates_and_exits() {
+    let (code, out, err) = run(&["sidecar", "--org-id", "my-org", "--check-config"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("configuration ok") && out.contains("oidc/my-org"),
+        "{out}"
+    );
+    let (code, out, _) = run(
+        &["node", "--check-config"],
+        &[
+            ("CREDAGENT_ORG_ID", "my-org"),
+            ("CREDAGENT_LISTEN", "169.254.170.23:80,[fd00:ec2::23]:80"),
+        ],
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("[fd00:ec2::23]:80"), "{out}");
+    let (code, _, err) = run(
+        &[
+            "node",
+            "--org-id",
+            "o",
+            "--max-identities",
+            "0",
+            "--check-config",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("--max-identities"), "{err}");
+}

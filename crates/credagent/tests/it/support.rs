@@ -1,0 +1,336 @@
+//! Shared test fixtures: a stand-in upstream that verifies RS256 tokens, a
+//! kubelet-style token volume, and an in-process sidecar wired to both.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use credagent::config::{SidecarConfig, UpstreamConfig};
+use credagent::refresh::RefreshPolicy;
+use credagent::sidecar::{Options, Sidecar};
+use credagent::token::TokenSourceConfig;
+use credagent_testkit::kubelet;
+use credagent_testkit::{Issuer, StandIn, StandInConfig, TokenSpec};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The test kit's PKI and HTTP client.
+pub use credagent_testkit::testing::{request, test_pki, TestResponse};
+
+/// A test-only RSA key (see crates/testkit/fixtures/README.md).
+pub const RS256_KEY: &[u8] = credagent_testkit::RS256_TEST_KEY;
+/// The stand-in's keys.
+pub const ACCESS_KEY_ID: &str = "CWAKIATESTKEY0000001";
+pub const SECRET_ACCESS_KEY: &str = "sEcReT/aCcEsS+kEy+sHoUlD+nEvEr+lEaK0001";
+pub const AUDIENCE: &str = "https://coreweave.com/iam";
+
+/// The RS256 issuer standing in for the cluster's service-account signer.
+pub fn rs256_issuer() -> Issuer {
+    Issuer::from_rsa_pkcs8_der("test-rs256", RS256_KEY).expect("fixture key loads")
+}
+
+/// The stand-in the tests share: it accepts `issuer`'s tokens for
+/// [`AUDIENCE`] and hands out the test keys for `lifetime`.
+pub fn standin_config(issuer: &Issuer, lifetime: Duration, session_token: &str) -> StandInConfig {
+    StandInConfig {
+        org_id: "org".into(),
+        verifiers: vec![issuer.verifier()],
+        audience: Some(AUDIENCE.into()),
+        lifetime,
+        access_key_id: ACCESS_KEY_ID.into(),
+        secret_access_key: SECRET_ACCESS_KEY.into(),
+        session_token: session_token.into(),
+        issuer: None,
+    }
+}
+
+/// A k8s-shaped token for `sa`, signed by `issuer`, valid for `lifetime`.
+pub fn mint(issuer: &Issuer, sa: &str, lifetime: Duration) -> String {
+    let spec = TokenSpec {
+        service_account: sa.into(),
+        audience: AUDIENCE.into(),
+        lifetime,
+        ..TokenSpec::default()
+    };
+    issuer
+        .service_account_token(&spec, SystemTime::now())
+        .expect("mint")
+}
+
+/// Writes `token` into `dir` exactly as kubelet does (the shell port of
+/// AtomicWriter, op for op).
+pub fn kubelet_swap(dir: &Path, token: &str) {
+    std::fs::create_dir_all(dir).expect("volume dir");
+    let src = dir.with_extension(format!("src-{}", rand_suffix()));
+    std::fs::write(&src, token).expect("write source");
+    let script = Path::new(credagent_testkit::KUBELET_SWAP_SH);
+    let status = std::process::Command::new("sh")
+        .arg(script)
+        .arg(dir)
+        .arg("oidc-token")
+        .arg(&src)
+        .status()
+        .expect("run kubelet-swap.sh");
+    assert!(status.success(), "kubelet-swap.sh failed");
+    std::fs::remove_file(&src).expect("remove source");
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The test kit's `credagent-standin` binary: built beside this crate's
+/// binary by `cargo test --workspace` (what scripts/test.sh runs).
+pub fn standin_bin() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_credagent")).with_file_name("credagent-standin");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (or `cargo build -p credagent-testkit`)",
+        bin.display()
+    );
+    bin
+}
+
+/// How to start a [`Rig`].
+pub struct RigOptions {
+    pub lifetime: Duration,
+    pub tls: bool,
+    pub write_token: bool,
+    pub token_poll: Option<Duration>,
+    pub imds: Option<(std::net::SocketAddr, credagent::surfaces::imds::ImdsConfig)>,
+    pub credentials_file: Option<credagent::surfaces::file_sink::FileSinkConfig>,
+    pub max_connections: usize,
+}
+
+impl Default for RigOptions {
+    fn default() -> Self {
+        Self {
+            lifetime: Duration::from_secs(3600),
+            tls: false,
+            write_token: true,
+            token_poll: None,
+            imds: None,
+            credentials_file: None,
+            max_connections: 4096,
+        }
+    }
+}
+
+/// A stand-in upstream, a token volume and a sidecar, all in-process.
+pub struct Rig {
+    pub standin: StandIn,
+    pub issuer: Issuer,
+    pub dir: tempfile::TempDir,
+    pub token_dir: PathBuf,
+    pub auth_file: PathBuf,
+    pub sidecar: Sidecar,
+    pub shutdown: CancellationToken,
+    pub ca_pem_path: Option<PathBuf>,
+}
+
+impl Rig {
+    pub async fn start(opts: RigOptions) -> Rig {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token_dir = dir.path().join("tokens");
+        let auth_file = dir.path().join("run/auth-token");
+        let issuer = rs256_issuer();
+        let shutdown = CancellationToken::new();
+        let pki = opts.tls.then(test_pki);
+        let standin = StandIn::start(
+            TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+            crate::support::standin_config(&issuer, opts.lifetime, ""),
+            pki.as_ref().map(|p| p.server.clone()),
+            shutdown.child_token(),
+        )
+        .expect("stand-in starts");
+        let mut extra_roots = Vec::new();
+        let mut ca_pem_path = None;
+        if let Some(p) = &pki {
+            extra_roots.push(p.ca_der.clone());
+            let path = dir.path().join("ca.pem");
+            std::fs::write(&path, &p.ca_pem).expect("write CA");
+            ca_pem_path = Some(path);
+        }
+        if opts.write_token {
+            kubelet::atomic_write(
+                &token_dir,
+                "oidc-token",
+                mint(&issuer, "app", Duration::from_secs(3600)).as_bytes(),
+                0o644,
+            )
+            .expect("token volume");
+        }
+        let config = SidecarConfig {
+            token_file: token_dir.join("oidc-token"),
+            upstream: UpstreamConfig {
+                url: standin.url().parse().expect("url"),
+                connect_timeout: Duration::from_secs(2),
+                timeout: Duration::from_secs(5),
+                extra_roots,
+            },
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            admin_listen: "127.0.0.1:0".parse().expect("addr"),
+            auth_token_file: auth_file.clone(),
+            refresh: RefreshPolicy::default(),
+            imds: opts.imds.clone(),
+            credentials_file: opts.credentials_file.clone(),
+            max_connections: opts.max_connections,
+        };
+        let mut token = TokenSourceConfig::new(config.token_file.clone());
+        token.missing_interval = Duration::from_millis(50);
+        token.poll_interval = opts.token_poll;
+        let sidecar = Sidecar::start(
+            &config,
+            Options {
+                token: Some(token),
+                ..Options::default()
+            },
+            shutdown.clone(),
+        )
+        .await
+        .expect("sidecar starts");
+        Rig {
+            standin,
+            issuer,
+            dir,
+            token_dir,
+            auth_file,
+            sidecar,
+            shutdown,
+            ca_pem_path,
+        }
+    }
+
+    pub fn auth_token(&self) -> String {
+        std::fs::read_to_string(&self.auth_file).expect("auth token file")
+    }
+
+    /// GET `path` on the credentials listener with `auth` (None: no header).
+    pub async fn get(&self, path: &str, auth: Option<&str>) -> TestResponse {
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+        request(
+            self.sidecar.credentials_addr,
+            None,
+            "GET",
+            path,
+            &headers,
+            "",
+        )
+        .await
+        .expect("credentials listener answers")
+    }
+
+    /// GET the credentials with the right auth token.
+    pub async fn credentials(&self) -> TestResponse {
+        let auth = self.auth_token();
+        self.get("/v1/credentials", Some(&auth)).await
+    }
+
+    /// GET `path` on the admin listener.
+    pub async fn admin(&self, path: &str) -> TestResponse {
+        request(self.sidecar.admin_addr, None, "GET", path, &[], "")
+            .await
+            .expect("admin listener answers")
+    }
+
+    /// Rotates the projected token (kubelet-style) and returns the new one.
+    pub fn rotate(&self, sa: &str) -> String {
+        let token = mint(&self.issuer, sa, Duration::from_secs(3600));
+        kubelet_swap(&self.token_dir, &token);
+        token
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.sidecar.wait().await;
+    }
+}
+
+/// The value of one sample line of the Prometheus text format, e.g.
+/// `credagent_refreshes_total{result="ok"}`.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Waits (bounded) until `cond` holds, checking every 10 ms: for state only
+/// observable by looking (metrics, files), never as a fixed sleep.
+pub async fn until<F: FnMut() -> bool>(what: &str, mut cond: F) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The registry's text as a String.
+pub fn scrape(sidecar: &Sidecar) -> String {
+    String::from_utf8(sidecar.metrics.encode()).expect("utf-8 metrics")
+}
+
+/// The Python with botocore: `CREDAGENT_TEST_PYTHON` (the test script sets
+/// it up), or a venv created under `target/test-venv` on first use.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("CREDAGENT_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = CREATING.lock().unwrap_or_else(|e| e.into_inner());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let venv = root.join("target/test-venv");
+    let py = venv.join("bin/python");
+    let ready = venv.join(".installed");
+    if !ready.exists() {
+        let ok = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 -m venv")
+            .success();
+        assert!(ok, "cannot create a venv");
+        let ok = std::process::Command::new(&py)
+            .args(["-m", "pip", "install", "-q", "-r"])
+            .arg(root.join("tests/requirements.txt"))
+            .status()
+            .expect("pip")
+            .success();
+        assert!(ok, "pip install failed");
+        std::fs::write(&ready, b"").unwrap();
+    }
+    py
+}
+
+/// Runs `script` with botocore, in an environment holding only `env`
+/// (plus PATH and a HOME/config isolated in `home`), and parses the one
+/// JSON line it prints.
+pub async fn botocore_json(script: &str, home: &Path, env: &[(&str, String)]) -> serde_json::Value {
+    let mut cmd = tokio::process::Command::new(python());
+    cmd.arg("-c")
+        .arg(script)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("AWS_CONFIG_FILE", home.join("no-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("no-credentials"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("bad output: {stdout}"))
+}

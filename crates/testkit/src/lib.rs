@@ -1,0 +1,36 @@
+//! # credagent-testkit
+//!
+//! What credagent's tests, its benchmarks and `credagent demo` stand on, kept out of the
+//! product crate so that the image's binary never contains it:
+//!
+//! - [`standin`]: a local stand-in for the CoreWeave temporary-credentials endpoint, with fault
+//!   injection and an unauthenticated control API (bind it to loopback only). The
+//!   `credagent-standin` binary runs it as a process for the interoperability suite and the bench.
+//! - [`jwt`]: an issuer of service-account-shaped JWTs (RS256, ES256) and their verifier.
+//! - [`kubelet`]: kubelet's `AtomicWriter` ported op for op, to write a projected token volume
+//!   exactly as kubelet does; [`KUBELET_SWAP_SH`] is the same swap as a shell script.
+//! - `testing` (feature `testing`): a throwaway CA and leaf certificate, and a minimal HTTP/1.1
+//!   client.
+
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+mod error;
+pub mod jwt;
+pub mod kubelet;
+mod secret;
+pub mod standin;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::StandInError;
+pub use jwt::{Alg, Issuer, TokenSpec, Verifier};
+pub use secret::{Secret, REDACTED};
+pub use standin::{Fault, StandIn, StandInConfig};
+
+/// `kubelet-swap.sh`: kubelet's atomic token swap as a shell script, op for op
+/// (`sh kubelet-swap.sh DIR NAME SOURCE-FILE`).
+pub const KUBELET_SWAP_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/kubelet-swap.sh");
+
+/// A test-only RSA 2048 key, PKCS#8 DER (see `fixtures/README.md`): public, never a secret.
+pub const RS256_TEST_KEY: &[u8] = include_bytes!("../fixtures/rs256-test-key.pk8");
