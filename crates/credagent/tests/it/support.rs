@@ -286,7 +286,8 @@ pub fn python() -> PathBuf {
     }
     static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one_at_a_time = CREATING.lock().unwrap_or_else(|e| e.into_inner());
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The workspace's target directory, where scripts/test.sh makes it too.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let venv = root.join("target/test-venv");
     let py = venv.join("bin/python");
     let ready = venv.join(".installed");
@@ -300,7 +301,7 @@ pub fn python() -> PathBuf {
         assert!(ok, "cannot create a venv");
         let ok = std::process::Command::new(&py)
             .args(["-m", "pip", "install", "-q", "-r"])
-            .arg(root.join("tests/requirements.txt"))
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/requirements.txt"))
             .status()
             .expect("pip")
             .success();
