@@ -339,7 +339,7 @@ async fn token_pickup(flags: &Flags) -> Result<(), Error> {
     let mut rx = credagent::token::spawn(
         config,
         credagent::clock::system(),
-        metrics.token.clone(),
+        credagent::metrics::TokenMetrics::register(&metrics)?,
         shutdown.clone(),
     );
     tokio::time::timeout(Duration::from_secs(10), rx.wait_for(Option::is_some)).await??;

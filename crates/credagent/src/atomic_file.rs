@@ -1,44 +1,32 @@
-//! Atomic file replacement: readers see either the old file or the whole
-//! new one, never a partial write.
+//! Atomic file replacement (the `atomic-write-file` crate): readers see
+//! either the old file or the whole new one, never a partial write, and the
+//! rename is made durable with an fsync of the directory.
 
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-/// Writes `data` to `path` through a temporary file in the same directory
-/// and a rename, so readers see either the old file or the whole new one.
+use atomic_write_file::unix::OpenOptionsExt as _;
+use atomic_write_file::OpenOptions;
+
+/// Writes `data` to `path` with `mode` (whatever the umask), creating the
+/// directory if needed: a temporary file in the same directory, fsynced,
+/// renamed over `path`, then the directory fsynced.
 pub fn write(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}.{}",
-        name.to_string_lossy(),
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        // The umask may have narrowed the mode given to open.
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir)?;
     }
-    result
+    let mut file = OpenOptions::new()
+        .preserve_mode(false)
+        .preserve_owner(false)
+        .mode(mode)
+        .open(path)?;
+    file.write_all(data)?;
+    // The umask may have narrowed the mode given to open.
+    file.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))?;
+    file.commit()
 }
 
 #[cfg(test)]
@@ -50,11 +38,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a/b/file");
         write(&path, b"one", 0o640).unwrap();
-        write(&path, b"two", 0o640).unwrap();
+        write(&path, b"two", 0o755).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
         assert_eq!(
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o640
+            0o755
         );
         assert_eq!(fs::read_dir(dir.path().join("a/b")).unwrap().count(), 1);
     }

@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cli::DemoArgs;
+use crate::config::RefreshPolicy;
 use crate::config::{parse_duration, ConfigError, SidecarConfig, UpstreamConfig};
-use crate::refresh::RefreshPolicy;
 use crate::sidecar::{Options, Sidecar};
 use credagent_testkit::{kubelet, Issuer, StandIn, StandInConfig, TokenSpec};
 
@@ -38,7 +38,7 @@ pub struct DemoConfig {
 }
 
 /// The audience kubelet is asked for, as in the CoreWeave guide.
-const AUDIENCE: &str = "https://coreweave.com/iam";
+const AUDIENCE: &str = crate::cli::DEFAULT_AUDIENCE;
 
 // === impl DemoConfig ===
 
@@ -211,7 +211,7 @@ fn print_instructions(
     standin: &StandIn,
     token_file: &std::path::Path,
     auth_token_file: &std::path::Path,
-    first: &crate::exchange::Credentials,
+    first: &crate::credentials::Credentials,
 ) {
     let url = format!("http://{}/v1/credentials", sidecar.credentials_addr);
     let auth = auth_token_file.display();
@@ -241,6 +241,6 @@ Press Ctrl-C to stop.
         life = config.credential_lifetime.as_secs(),
         admin = sidecar.admin_addr,
         akid = first.access_key_id,
-        exp = crate::store::format_expiration(first.expiration),
+        exp = crate::wire::format_expiration(first.expiration),
     );
 }

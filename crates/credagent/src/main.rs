@@ -154,7 +154,7 @@ fn credential_process(args: credagent::cli::CredentialProcessArgs) -> ExitCode {
     one_shot(async move {
         match credagent::ops::credential_process::fetch(&config).await {
             Ok(json) => {
-                println!("{json}");
+                println!("{}", json.as_str());
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -37,7 +37,7 @@ pub async fn local_get(
         let rsp = client
             .request(req)
             .await
-            .map_err(|e| crate::exchange::error_chain(&e))?;
+            .map_err(|e| crate::outbound::error_chain(&e))?;
         let status = rsp.status();
         let body = Limited::new(rsp.into_body(), 64 * 1024)
             .collect()

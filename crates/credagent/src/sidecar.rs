@@ -9,12 +9,16 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use tokio::time::Instant;
+
 use crate::clock::{self, SharedClock};
 use crate::config::SidecarConfig;
 use crate::exchange::{Exchange, HttpExchanger};
-use crate::metrics::{Metrics, MetricsError};
-use crate::refresh::{Jitter, Refresher};
-use crate::server::{self, AdminRoutes, AuthToken, CredentialsRoutes, Readiness};
+use crate::metrics::{
+    Metrics, MetricsError, RefreshMetrics, ServerMetrics, SidecarMetrics, TokenMetrics,
+};
+use crate::refresh::{Engine, Jitter, Refresher};
+use crate::server::{self, AdminRoutes, AuthToken, CredentialsRoutes, Health};
 use crate::store::Store;
 use crate::surfaces::file_sink;
 use crate::surfaces::imds::ImdsRoutes;
@@ -50,7 +54,7 @@ pub enum StartError {
     Bind(#[from] server::BindError),
     /// The upstream client.
     #[error(transparent)]
-    Client(#[from] crate::exchange::http::BuildError),
+    Client(#[from] crate::outbound::BuildError),
     /// Metrics registration.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
@@ -86,6 +90,10 @@ impl Sidecar {
         shutdown: CancellationToken,
     ) -> Result<Self, StartError> {
         let metrics = Metrics::new()?;
+        let token_metrics = TokenMetrics::register(&metrics)?;
+        let refresh_metrics = RefreshMetrics::register(&metrics)?;
+        let sidecar_metrics = SidecarMetrics::register(&metrics)?;
+        let server_metrics = Arc::new(ServerMetrics::register(&metrics)?);
         let clock = options.clock.unwrap_or_else(clock::system);
         let exchange: Arc<dyn Exchange> = match options.exchange {
             Some(e) => e,
@@ -119,33 +127,26 @@ impl Sidecar {
             "credagent sidecar starting"
         );
 
-        let store = Store::new();
+        let store = if config.imds.is_some() {
+            Store::with_imds()
+        } else {
+            Store::new()
+        };
         let token_config = options
             .token
             .unwrap_or_else(|| TokenSourceConfig::new(config.token_file.clone()));
-        let tokens = token::spawn(
-            token_config,
-            clock.clone(),
-            metrics.token.clone(),
-            shutdown.clone(),
-        );
-        let mut refresher = Refresher::new(
-            exchange,
-            tokens,
-            store.clone(),
-            config.refresh,
-            clock,
-            metrics.refresh.clone(),
-        );
+        let tokens = token::spawn(token_config, clock.clone(), token_metrics, shutdown.clone());
+        let mut engine = Engine::new(exchange, config.refresh, clock, refresh_metrics);
         if let Some(jitter) = options.jitter {
-            refresher = refresher.with_jitter(jitter);
+            engine = engine.with_jitter(jitter);
         }
+        let refresher = Refresher::new(engine, tokens, store.clone(), sidecar_metrics);
 
         let limits = server::Limits {
             grace: options.grace.unwrap_or(server::DRAIN_GRACE),
             max_connections: config.max_connections,
+            max_per_source: None,
         };
-        let server_metrics = Arc::new(metrics.server.clone());
         let mut tasks = JoinSet::new();
         tasks.spawn(refresher.run(shutdown.clone()));
         tasks.spawn(server::serve(
@@ -156,7 +157,7 @@ impl Sidecar {
             }),
             server_metrics.clone(),
             shutdown.clone(),
-            limits,
+            server::Gate::new(limits),
         ));
         if let (Some(listener), Some((_, imds))) = (imds_listener, &config.imds) {
             if !imds_addr.is_some_and(|a| a.ip().is_loopback()) {
@@ -167,7 +168,7 @@ impl Sidecar {
                 Arc::new(ImdsRoutes::new(store.clone(), imds.clone())),
                 server_metrics.clone(),
                 shutdown.clone(),
-                limits,
+                server::Gate::new(limits),
             ));
         }
         if let Some(sink) = &config.credentials_file {
@@ -180,12 +181,12 @@ impl Sidecar {
         tasks.spawn(server::serve(
             admin_listener,
             Arc::new(AdminRoutes {
-                readiness: Readiness::Store(store.clone()),
+                health: Arc::new(HoldsCredentials(store.clone())),
                 metrics: metrics.clone(),
             }),
             server_metrics,
             shutdown,
-            limits,
+            server::Gate::new(limits),
         ));
         Ok(Self {
             credentials_addr,
@@ -200,5 +201,17 @@ impl Sidecar {
     /// Waits for every task to finish (after shutdown: listeners drained).
     pub async fn wait(mut self) {
         while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// The sidecar is ready while its store holds servable credentials.
+struct HoldsCredentials(Store);
+
+impl Health for HoldsCredentials {
+    fn ready(&self) -> Result<(), String> {
+        match self.0.servable(Instant::now()) {
+            Some(_) => Ok(()),
+            None => Err("no valid credentials".into()),
+        }
     }
 }

@@ -1,9 +1,11 @@
-//! The current credentials, as an immutable snapshot with its response body
-//! already rendered.
+//! The current credentials of one identity, as an immutable snapshot with
+//! the bodies it is served in already rendered.
 //!
-//! The refresher is the only writer; servers read lock-free through
-//! `ArcSwap` and never wait on the upstream. A `Store` holds one identity;
-//! node mode keeps one per identity.
+//! One writer per store (the sidecar's refresher, or a node identity's
+//! task) publishes; servers read lock-free through `ArcSwap` and never wait
+//! on the upstream. A store renders only the surfaces it is created for:
+//! every store the ECS body, the sidecar's also the IMDS body when the IMDS
+//! emulation is on.
 
 use std::fmt;
 use std::sync::Arc;
@@ -11,12 +13,11 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
-use serde::Serialize;
-use time::OffsetDateTime;
+use tokio::sync::watch;
 use tokio::time::Instant;
-use zeroize::Zeroizing;
 
-use crate::exchange::Credentials;
+use crate::credentials::Credentials;
+use crate::wire;
 
 /// One set of credentials and everything derived from them.
 pub struct Snapshot {
@@ -24,83 +25,29 @@ pub struct Snapshot {
     pub credentials: Credentials,
     /// The ECS container-credentials response body, rendered once.
     pub body: Bytes,
-    /// The EC2 instance-metadata (IMDS) credentials body, rendered once.
-    pub imds_body: Bytes,
+    /// The EC2 instance-metadata (IMDS) body, if this store serves IMDS.
+    pub imds_body: Option<Bytes>,
     /// When they were obtained (monotonic).
     pub obtained_at: Instant,
     /// How long the upstream granted them for, on the upstream's clock.
     pub lifetime: Duration,
-    /// When they expire (monotonic): `obtained_at + lifetime`.
-    pub expires_at: Instant,
-    /// Until when they may be served: shortly before `expires_at`.
+    /// Until when they may be served: shortly before they expire.
     pub serve_until: Instant,
 }
 
-/// The single place the current credentials live.
+/// The single place one identity's current credentials live. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     current: Arc<ArcSwapOption<Snapshot>>,
-    /// Bumped on every publish, for the few callers that wait (the demo,
-    /// tests); servers never wait.
-    published: Arc<tokio::sync::watch::Sender<u64>>,
-}
-
-impl Default for Store {
-    fn default() -> Self {
-        Self {
-            current: Arc::default(),
-            published: Arc::new(tokio::sync::watch::Sender::new(0)),
-        }
-    }
-}
-
-/// The ECS container-credentials wire format.
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct EcsBody<'a> {
-    access_key_id: &'a str,
-    secret_access_key: &'a str,
-    token: &'a str,
-    expiration: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    account_id: Option<&'a str>,
-}
-
-/// Owns a rendered body so that its bytes are zeroized when the last
-/// response using it is dropped.
-struct ZeroizingBody(Zeroizing<Vec<u8>>);
-
-impl AsRef<[u8]> for ZeroizingBody {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
+    /// Bumped on every publish, for the few callers that wait (the file
+    /// sink, the demo, tests); servers never wait.
+    published: Arc<watch::Sender<u64>>,
+    imds: bool,
 }
 
 // === impl Snapshot ===
 
 impl Snapshot {
-    /// Builds a snapshot of `credentials` obtained at `obtained_at` and valid
-    /// for `lifetime`; they are served until `stale_margin` before expiry.
-    pub fn new(
-        credentials: Credentials,
-        obtained_at: Instant,
-        lifetime: Duration,
-        stale_margin: Duration,
-    ) -> Self {
-        let body = render_ecs(&credentials);
-        let imds_body = render_imds(&credentials, lifetime);
-        let expires_at = obtained_at + lifetime;
-        Self {
-            credentials,
-            body,
-            imds_body,
-            obtained_at,
-            lifetime,
-            expires_at,
-            serve_until: expires_at - stale_margin.min(lifetime),
-        }
-    }
-
     /// Returns true if and only if these credentials may still be served at `now`.
     pub fn is_servable(&self, now: Instant) -> bool {
         now < self.serve_until
@@ -116,81 +63,45 @@ impl fmt::Debug for Snapshot {
     }
 }
 
-/// Renders the ECS body: `AccessKeyId`, `SecretAccessKey`, `Token` (always a
-/// string, possibly empty), `Expiration` as `YYYY-MM-DDTHH:MM:SSZ` in UTC,
-/// and `AccountId` only when known.
-pub fn render_ecs(credentials: &Credentials) -> Bytes {
-    let expiration = format_expiration(credentials.expiration);
-    let body = EcsBody {
-        access_key_id: &credentials.access_key_id,
-        secret_access_key: credentials.secret_access_key.expose(),
-        token: credentials.session_token.expose(),
-        expiration: &expiration,
-        account_id: credentials.account_id.as_deref(),
-    };
-    // Serializing a struct of strings into a Vec cannot fail.
-    let bytes = serde_json::to_vec(&body).unwrap_or_default();
-    Bytes::from_owner(ZeroizingBody(Zeroizing::new(bytes)))
-}
-
-/// The IMDS wire format (what EC2 serves at
-/// `/latest/meta-data/iam/security-credentials/ROLE`).
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct ImdsBody<'a> {
-    code: &'a str,
-    last_updated: &'a str,
-    #[serde(rename = "Type")]
-    kind: &'a str,
-    access_key_id: &'a str,
-    secret_access_key: &'a str,
-    token: &'a str,
-    expiration: &'a str,
-}
-
-/// Renders the IMDS body; `LastUpdated` is when the upstream issued them.
-pub fn render_imds(credentials: &Credentials, lifetime: Duration) -> Bytes {
-    let issued = credentials.expiration - lifetime;
-    let body = ImdsBody {
-        code: "Success",
-        last_updated: &format_expiration(issued),
-        kind: "AWS-HMAC",
-        access_key_id: &credentials.access_key_id,
-        secret_access_key: credentials.secret_access_key.expose(),
-        token: credentials.session_token.expose(),
-        expiration: &format_expiration(credentials.expiration),
-    };
-    let bytes = serde_json::to_vec(&body).unwrap_or_default();
-    Bytes::from_owner(ZeroizingBody(Zeroizing::new(bytes)))
-}
-
-/// Formats `t` as `YYYY-MM-DDTHH:MM:SSZ` in UTC: the one format every SDK
-/// parses (JS and Rust reject offsets, botocore rejects naive times).
-pub fn format_expiration(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
-
 // === impl Store ===
 
 impl Store {
-    /// An empty store.
+    /// An empty store that renders the ECS body.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            current: Arc::default(),
+            published: Arc::new(watch::Sender::new(0)),
+            imds: false,
+        }
     }
 
-    /// Replaces the current snapshot and returns it. Only the refresher
-    /// (one per identity) calls this.
-    pub fn publish(&self, snapshot: Snapshot) -> Arc<Snapshot> {
-        let snapshot = Arc::new(snapshot);
+    /// An empty store that also renders the IMDS body.
+    pub fn with_imds() -> Self {
+        Self {
+            imds: true,
+            ..Self::new()
+        }
+    }
+
+    /// Replaces the current snapshot with `credentials`, obtained at
+    /// `obtained_at` and valid for `lifetime`, served until `stale_margin`
+    /// before they expire; returns the snapshot. Only the store's one
+    /// writer calls this.
+    pub fn publish(
+        &self,
+        credentials: Credentials,
+        obtained_at: Instant,
+        lifetime: Duration,
+        stale_margin: Duration,
+    ) -> Arc<Snapshot> {
+        let snapshot = Arc::new(Snapshot {
+            body: wire::ecs_body(&credentials),
+            imds_body: self.imds.then(|| wire::imds_body(&credentials, lifetime)),
+            serve_until: obtained_at + lifetime - stale_margin.min(lifetime),
+            credentials,
+            obtained_at,
+            lifetime,
+        });
         self.current.store(Some(snapshot.clone()));
         self.published.send_modify(|n| *n += 1);
         snapshot
@@ -198,7 +109,7 @@ impl Store {
 
     /// A receiver that changes on every publish (for sinks that mirror the
     /// store, such as the credentials file).
-    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.published.subscribe()
     }
 
@@ -237,6 +148,12 @@ impl Store {
     }
 }
 
+impl Default for Store {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
@@ -263,61 +180,38 @@ mod tests {
         }
     }
 
-    #[test]
-    fn ecs_body_is_exact() {
-        let body = render_ecs(&creds(""));
-        assert_eq!(
-            std::str::from_utf8(&body).unwrap(),
-            r#"{"AccessKeyId":"AKID","SecretAccessKey":"s3cr3t","Token":"","Expiration":"2026-03-14T19:44:43Z"}"#
-        );
-        let mut c = creds("tok");
-        c.account_id = Some("123".into());
-        let v: serde_json::Value = serde_json::from_slice(&render_ecs(&c)).unwrap();
-        assert_eq!(v["Token"], "tok");
-        assert_eq!(v["AccountId"], "123");
-    }
-
-    #[test]
-    fn imds_body_is_exact() {
-        let body = render_imds(&creds("tok"), Duration::from_secs(3600));
-        assert_eq!(
-            std::str::from_utf8(&body).unwrap(),
-            r#"{"Code":"Success","LastUpdated":"2026-03-14T18:44:43Z","Type":"AWS-HMAC","AccessKeyId":"AKID","SecretAccessKey":"s3cr3t","Token":"tok","Expiration":"2026-03-14T19:44:43Z"}"#
-        );
-    }
-
     #[tokio::test(start_paused = true)]
     async fn servable_until_margin_before_expiry() {
         let store = Store::new();
         let now = Instant::now();
         assert!(store.servable(now).is_none());
-        store.publish(Snapshot::new(
-            creds(""),
-            now,
-            Duration::from_secs(3600),
-            Duration::from_secs(300),
-        ));
+        let hour = Duration::from_secs(3600);
+        let snapshot = store.publish(creds(""), now, hour, Duration::from_secs(300));
+        assert!(snapshot.imds_body.is_none(), "renders only what it serves");
         assert!(store.servable(now + Duration::from_secs(3299)).is_some());
         assert!(store.servable(now + Duration::from_secs(3300)).is_none());
         assert_eq!(
             store.servable_body(now + Duration::from_secs(3299)),
-            Some(render_ecs(&creds("")))
+            Some(wire::ecs_body(&creds("")))
         );
         assert!(store
             .servable_body(now + Duration::from_secs(3300))
             .is_none());
         assert!(store.load().is_some());
+        let imds = Store::with_imds().publish(creds(""), now, hour, Duration::ZERO);
+        assert_eq!(imds.imds_body, Some(wire::imds_body(&creds(""), hour)));
     }
 
     #[test]
     fn debug_has_no_secrets() {
-        let snap = Snapshot::new(
+        let store = Store::with_imds();
+        let snap = store.publish(
             creds("sessiontok"),
             Instant::now(),
             Duration::from_secs(60),
             Duration::from_secs(15),
         );
-        let out = format!("{:?}", Store::new()) + &format!("{snap:?}");
+        let out = format!("{store:?}") + &format!("{snap:?}");
         assert!(
             !out.contains("s3cr3t") && !out.contains("sessiontok"),
             "{out}"

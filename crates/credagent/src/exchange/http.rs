@@ -2,22 +2,18 @@
 
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use http::header::{
     HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, DATE, RETRY_AFTER, USER_AGENT,
 };
 use http::{Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::Empty;
 
-use super::{
-    error_chain, parse_credentials, BoxFuture, Credentials, Exchange, ExchangeError,
-    MAX_RESPONSE_BYTES,
-};
+use super::client::{BoxFuture, Exchange};
+use super::error::ExchangeError;
+use super::parse::{parse_credentials, MAX_RESPONSE_BYTES};
 use crate::config::UpstreamConfig;
+use crate::credentials::Credentials;
+use crate::outbound::{read_body, BodyError, BuildError, Outbound};
 use crate::secret::Secret;
 
 /// Longest `Retry-After` honoured; a larger one is clamped.
@@ -26,48 +22,18 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 /// Calls the real upstream over HTTPS (rustls, webpki roots plus `--ca-file`).
 #[derive(Clone)]
 pub struct HttpExchanger {
-    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    client: Outbound,
     url: Uri,
     timeout: Duration,
 }
-
-/// Why the client could not be built.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot set up TLS for the upstream: {0}")]
-pub struct BuildError(String);
 
 // === impl HttpExchanger ===
 
 impl HttpExchanger {
     /// Builds a client for `config`.
     pub fn new(config: &UpstreamConfig) -> Result<Self, BuildError> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        for cert in &config.extra_roots {
-            roots
-                .add(cert.clone())
-                .map_err(|e| BuildError(format!("--ca-file certificate rejected: {e}")))?;
-        }
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| BuildError(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(config.connect_timeout));
-        http.set_nodelay(true);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(https);
         Ok(Self {
-            client,
+            client: Outbound::new(config.connect_timeout, &config.extra_roots)?,
             url: config.url.clone(),
             timeout: config.timeout,
         })
@@ -89,9 +55,9 @@ impl HttpExchanger {
             .map_err(|e| ExchangeError::Transport(format!("cannot build request: {e}")))?;
         let rsp = self
             .client
-            .request(req)
+            .send(req)
             .await
-            .map_err(|e| ExchangeError::Transport(error_chain(&e)))?;
+            .map_err(ExchangeError::Transport)?;
         let status = rsp.status();
         let server_date = rsp
             .headers()
@@ -106,20 +72,12 @@ impl HttpExchanger {
         if status != StatusCode::OK {
             return Err(classify(status, retry_after));
         }
-        let body = Limited::new(rsp.into_body(), MAX_RESPONSE_BYTES)
-            .collect()
+        let body = read_body(rsp, MAX_RESPONSE_BYTES)
             .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    ExchangeError::Malformed(format!(
-                        "answer larger than {MAX_RESPONSE_BYTES} bytes"
-                    ))
-                } else {
-                    ExchangeError::Transport(format!("reading the answer: {e}"))
-                }
-            })?
-            .to_bytes();
-        let body = zeroize::Zeroizing::new(body.to_vec());
+            .map_err(|e| match e {
+                BodyError::TooLarge(_) => ExchangeError::Malformed(e.to_string()),
+                BodyError::Broken(_) => ExchangeError::Transport(e.to_string()),
+            })?;
         parse_credentials(&body, server_date)
     }
 }

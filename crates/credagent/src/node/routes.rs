@@ -1,17 +1,16 @@
-//! The node-mode credentials route: every Pod presents its own projected
-//! token, and gets the credentials that token obtained.
+//! The node-mode credentials route: the HTTP face of [`Resolver`]. Every
+//! Pod presents its own projected token, and gets the credentials that
+//! token obtained.
 //!
-//! Everything that can be refused is refused before any upstream call: a
-//! `Host` that is not one of the listen addresses (anti-SSRF and DNS
-//! rebinding), a missing token, one that is not a JWT or over 16 KiB, one
-//! whose `exp` has passed.
+//! Refused here, before the resolver: another path or method, a `Host` that
+//! is not one of the listen addresses (anti-SSRF and DNS rebinding), no
+//! token or one that is not text.
 
 use std::collections::HashSet;
 use std::future::{ready, Future};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST};
@@ -19,61 +18,78 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
-use super::cache::{digest, FetchError, IdentityCache, Lookup};
-use crate::clock::{unix_seconds, SharedClock};
+use super::resolve::{Refusal, Resolution, Resolver};
 use crate::metrics::NodeMetrics;
-use crate::server::{error, Body, Routes, CREDENTIALS_PATH};
-use crate::store::Snapshot;
-use crate::token::jwt;
-
-type Answer = (&'static str, Response<Body>);
+use crate::server::{error, method_not_allowed, retry_later, Answer, Routes, CREDENTIALS_PATH};
 
 /// The node-mode credentials routes.
 #[derive(Clone)]
 pub struct NodeRoutes {
-    cache: IdentityCache,
+    resolver: Arc<Resolver>,
     /// Accepted `Host` values; `None` accepts any (a wildcard listen address).
     hosts: Option<Arc<HashSet<String>>>,
     metrics: NodeMetrics,
-    clock: SharedClock,
-    /// Longest a request waits for a cache miss to be filled.
-    miss_timeout: Duration,
 }
 
 // === impl NodeRoutes ===
 
 impl NodeRoutes {
-    /// Routes for listeners on `listen`.
-    pub fn new(
-        cache: IdentityCache,
-        listen: &[SocketAddr],
-        metrics: NodeMetrics,
-        clock: SharedClock,
-        miss_timeout: Duration,
-    ) -> Self {
+    /// Routes for listeners on `listen`, answering through `resolver`.
+    pub fn new(resolver: Arc<Resolver>, listen: &[SocketAddr], metrics: NodeMetrics) -> Self {
         Self {
-            cache,
+            resolver,
             hosts: allowed_hosts(listen).map(Arc::new),
             metrics,
-            clock,
-            miss_timeout,
         }
     }
 
-    fn reject(
-        &self,
-        reason: &'static str,
-        status: StatusCode,
-        code: &'static str,
-        message: &'static str,
-    ) -> Answer {
-        self.metrics.rejected.with_label_values(&[reason]).inc();
-        ("credentials", error(status, code, message))
+    fn reject(&self, refusal: Refusal) -> Answer {
+        self.metrics
+            .rejected
+            .with_label_values(&[refusal.reason])
+            .inc();
+        answer(Resolution::Refused(refusal))
     }
 
-    fn refuse(&self, r: Refusal) -> Answer {
-        match r {
-            Refusal::NotFound => (
+    /// The token, or why the request is refused before the resolver.
+    fn token<'r>(&self, req: &'r Request<Incoming>) -> Result<&'r str, Early> {
+        if req.uri().path() != CREDENTIALS_PATH {
+            return Err(Early::NotFound);
+        }
+        if req.method() != Method::GET {
+            return Err(Early::Method);
+        }
+        if let (Some(hosts), Some(host)) = (&self.hosts, req.headers().get(HOST)) {
+            let host = host.to_str().unwrap_or("").to_ascii_lowercase();
+            if !hosts.contains(&host) {
+                return Err(Early::Refused(Refusal {
+                    reason: "bad_host",
+                    status: StatusCode::FORBIDDEN,
+                    code: "Forbidden",
+                    message: "the Host header is not this agent's address",
+                }));
+            }
+        }
+        match req.headers().get(AUTHORIZATION).map(HeaderValue::to_str) {
+            None | Some(Ok("")) => Err(Early::Refused(Refusal {
+                reason: "missing_token",
+                status: StatusCode::UNAUTHORIZED,
+                code: "Unauthorized",
+                message: "missing Authorization header; set AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE to the Pod's projected token",
+            })),
+            Some(Err(_)) => Err(Early::Refused(Refusal {
+                reason: "malformed_token",
+                status: StatusCode::BAD_REQUEST,
+                code: "InvalidToken",
+                message: "the Authorization header is not a JWT",
+            })),
+            Some(Ok(t)) => Ok(t),
+        }
+    }
+
+    fn early(&self, early: Early) -> Answer {
+        match early {
+            Early::NotFound => (
                 "other",
                 error(
                     StatusCode::NOT_FOUND,
@@ -81,167 +97,38 @@ impl NodeRoutes {
                     "unknown path; credentials are served at /v1/credentials",
                 ),
             ),
-            Refusal::Method => {
-                let mut rsp = error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "MethodNotAllowed",
-                    "only GET is supported",
-                );
-                rsp.headers_mut()
-                    .insert(http::header::ALLOW, HeaderValue::from_static("GET"));
-                ("credentials", rsp)
-            }
-            Refusal::Rejected {
-                reason,
-                status,
-                code,
-                message,
-            } => self.reject(reason, status, code, message),
+            Early::Method => ("credentials", method_not_allowed()),
+            Early::Refused(refusal) => self.reject(refusal),
         }
-    }
-
-    /// Checks the request; returns the token and its `exp`, or the refusal.
-    fn admit(&self, req: &Request<Incoming>) -> Result<(String, i64), Refusal> {
-        if req.uri().path() != CREDENTIALS_PATH {
-            return Err(Refusal::NotFound);
-        }
-        if req.method() != Method::GET {
-            return Err(Refusal::Method);
-        }
-        if let (Some(hosts), Some(host)) = (&self.hosts, req.headers().get(HOST)) {
-            let host = host.to_str().unwrap_or("").to_ascii_lowercase();
-            if !hosts.contains(&host) {
-                return Err(Refusal::rejected(
-                    "bad_host",
-                    StatusCode::FORBIDDEN,
-                    "Forbidden",
-                    "the Host header is not this agent's address",
-                ));
-            }
-        }
-        let not_a_jwt = Refusal::rejected(
-            "malformed_token",
-            StatusCode::BAD_REQUEST,
-            "InvalidToken",
-            "the Authorization header is not a JWT",
-        );
-        let token = match req.headers().get(AUTHORIZATION).map(HeaderValue::to_str) {
-            None | Some(Ok("")) => {
-                return Err(Refusal::rejected(
-                    "missing_token",
-                    StatusCode::UNAUTHORIZED,
-                    "Unauthorized",
-                    "missing Authorization header; set AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE to the Pod's projected token",
-                ))
-            }
-            Some(Err(_)) => return Err(not_a_jwt),
-            Some(Ok(t)) => t,
-        };
-        let claims = match jwt::decode(token) {
-            Ok(c) => c,
-            Err(jwt::JwtError::TooLarge(_)) => {
-                return Err(Refusal::rejected(
-                    "malformed_token",
-                    StatusCode::BAD_REQUEST,
-                    "InvalidToken",
-                    "the token is over 16 KiB",
-                ))
-            }
-            Err(_) => return Err(not_a_jwt),
-        };
-        let Some(exp) = claims.exp else {
-            return Err(Refusal::rejected(
-                "malformed_token",
-                StatusCode::BAD_REQUEST,
-                "InvalidToken",
-                "the token has no exp claim",
-            ));
-        };
-        if exp <= unix_seconds(self.clock.now()) as i64 {
-            return Err(Refusal::rejected(
-                "expired_token",
-                StatusCode::UNAUTHORIZED,
-                "TokenExpired",
-                "the token has expired; kubelet should have rotated it",
-            ));
-        }
-        Ok((token.to_owned(), exp))
     }
 }
 
-/// Why a request is refused before the cache is consulted.
-enum Refusal {
+/// Why a request is refused before the resolver sees it.
+enum Early {
     NotFound,
     Method,
-    Rejected {
-        reason: &'static str,
-        status: StatusCode,
-        code: &'static str,
-        message: &'static str,
-    },
-}
-
-impl Refusal {
-    fn rejected(
-        reason: &'static str,
-        status: StatusCode,
-        code: &'static str,
-        message: &'static str,
-    ) -> Self {
-        Self::Rejected {
-            reason,
-            status,
-            code,
-            message,
-        }
-    }
+    Refused(Refusal),
 }
 
 impl Routes for NodeRoutes {
     type Future = Pin<Box<dyn Future<Output = Answer> + Send>>;
 
-    fn route(&self, req: &Request<Incoming>) -> Self::Future {
-        let (token, exp) = match self.admit(req) {
+    fn route(&self, req: &Request<Incoming>, peer: SocketAddr) -> Self::Future {
+        let token = match self.token(req) {
             Ok(t) => t,
-            Err(refusal) => return Box::pin(ready(self.refuse(refusal))),
+            Err(early) => return Box::pin(ready(self.early(early))),
         };
-        let key = digest(&token);
-        match self.cache.lookup(&key) {
-            Lookup::Hit(snapshot) => Box::pin(ready(ok(&snapshot))),
-            Lookup::Denied => Box::pin(ready(self.denied())),
-            Lookup::Miss => {
-                let this = self.clone();
-                Box::pin(async move {
-                    let token = zeroize::Zeroizing::new(token);
-                    match tokio::time::timeout(
-                        this.miss_timeout,
-                        this.cache.fetch(key, &token, exp),
-                    )
-                    .await
-                    {
-                        Ok(Ok(snapshot)) => ok(&snapshot),
-                        Ok(Err(FetchError::Denied)) => this.denied(),
-                        Ok(Err(FetchError::Unavailable(_))) | Err(_) => this.reject(
-                            "upstream_unavailable",
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "CredentialsUnavailable",
-                            "the upstream could not exchange this token right now; retry",
-                        ),
-                    }
-                })
-            }
+        let admitted = match self.resolver.admit(token) {
+            Ok(a) => a,
+            Err(refusal) => return Box::pin(ready(self.reject(refusal))),
+        };
+        // Hits, refusals and backoffs answer from memory, without boxing
+        // more than the ready answer.
+        if let Some(resolution) = self.resolver.lookup(&admitted) {
+            return Box::pin(ready(answer(resolution)));
         }
-    }
-}
-
-impl NodeRoutes {
-    fn denied(&self) -> Answer {
-        self.reject(
-            "upstream_denied",
-            StatusCode::FORBIDDEN,
-            "AccessDenied",
-            "the upstream rejected this token (check the OIDC configuration and access policy)",
-        )
+        let resolver = self.resolver.clone();
+        Box::pin(async move { answer(resolver.miss(admitted, peer.ip()).await) })
     }
 }
 
@@ -253,12 +140,29 @@ impl std::fmt::Debug for NodeRoutes {
     }
 }
 
-fn ok(snapshot: &Snapshot) -> Answer {
+/// The HTTP answer for a resolution.
+fn answer(resolution: Resolution) -> Answer {
+    match resolution {
+        Resolution::Credentials(body) => ok(body),
+        Resolution::Refused(r) => ("credentials", error(r.status, r.code, r.message)),
+        Resolution::Later { message, after, .. } => (
+            "credentials",
+            retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "CredentialsUnavailable",
+                message,
+                after.as_secs_f64().ceil() as u64,
+            ),
+        ),
+    }
+}
+
+fn ok(body: Bytes) -> Answer {
     let rsp = Response::builder()
         .status(StatusCode::OK)
         .header(CONTENT_TYPE, "application/json")
         .header(CACHE_CONTROL, "no-store")
-        .body(Full::new(Bytes::clone(&snapshot.body)))
+        .body(Full::new(body))
         .unwrap_or_else(|_| {
             error(
                 StatusCode::INTERNAL_SERVER_ERROR,

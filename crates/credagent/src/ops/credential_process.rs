@@ -10,10 +10,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use http::{StatusCode, Uri};
-use serde_json::json;
+use zeroize::Zeroizing;
 
-use crate::exchange::parse_credentials;
-use crate::store::format_expiration;
+use crate::wire;
 
 /// What to fetch from.
 #[derive(Debug, Clone)]
@@ -28,7 +27,7 @@ pub struct CredentialProcessConfig {
 
 /// Fetches and renders the credential_process JSON. The error is one line
 /// for stderr.
-pub async fn fetch(config: &CredentialProcessConfig) -> Result<String, String> {
+pub async fn fetch(config: &CredentialProcessConfig) -> Result<Zeroizing<String>, String> {
     let auth = std::fs::read_to_string(&config.auth_token_file).map_err(|e| {
         format!(
             "cannot read the auth token file {}: {e}",
@@ -60,14 +59,7 @@ pub async fn fetch(config: &CredentialProcessConfig) -> Result<String, String> {
             ))
         }
     }
-    let creds = parse_credentials(&body, None)
-        .map_err(|e| format!("the agent's answer is unusable: {e}"))?;
-    let out = json!({
-        "Version": 1,
-        "AccessKeyId": creds.access_key_id,
-        "SecretAccessKey": creds.secret_access_key.expose(),
-        "SessionToken": creds.session_token.expose(),
-        "Expiration": format_expiration(creds.expiration),
-    });
-    Ok(out.to_string())
+    let creds =
+        wire::parse_ecs(&body).map_err(|e| format!("the agent's answer is unusable: {e}"))?;
+    Ok(wire::credential_process_json(&creds))
 }

@@ -8,11 +8,10 @@ use http::Uri;
 
 use crate::clock::unix_seconds;
 use crate::config::SidecarConfig;
-use crate::exchange::{Credentials, Exchange, ExchangeError, HttpExchanger};
+use crate::credentials::Credentials;
+use crate::exchange::{Exchange, ExchangeError, HttpExchanger};
 use crate::token::{self, read_token, ReadError, Token};
 
-/// The audience the CoreWeave guide configures.
-pub const DEFAULT_AUDIENCE: &str = "https://coreweave.com/iam";
 /// Largest clock difference tolerated with the upstream or the token issuer.
 const MAX_SKEW: Duration = Duration::from_secs(300);
 
@@ -247,10 +246,10 @@ async fn exchange(config: &SidecarConfig, token: &Token) -> (Check, Option<Crede
             )
         }
     };
-    let result = client
-        .exchange(&token.raw)
-        .await
-        .and_then(|c| c.with_lifetime(SystemTime::now()));
+    let result = client.exchange(&token.raw).await.and_then(|c| {
+        c.with_lifetime(SystemTime::now())
+            .map_err(ExchangeError::from)
+    });
     match result {
         Ok((c, lifetime)) => {
             let detail = format!(

@@ -6,8 +6,8 @@ use std::time::SystemTime;
 
 use crate::config::UpstreamConfig;
 use crate::exchange::{Exchange, ExchangeError, HttpExchanger};
-use crate::store::format_expiration;
 use crate::token::read_token;
+use crate::wire::format_expiration;
 
 /// Exit statuses of `credagent exchange` (2 is bad configuration).
 pub mod status {
@@ -38,10 +38,10 @@ pub async fn run(token_file: &Path, upstream: &UpstreamConfig, show_secret: bool
         Ok(c) => c,
         Err(e) => return (format!("error: {e}"), status::TRANSPORT),
     };
-    let result = client
-        .exchange(&token.raw)
-        .await
-        .and_then(|c| c.with_lifetime(SystemTime::now()));
+    let result = client.exchange(&token.raw).await.and_then(|c| {
+        c.with_lifetime(SystemTime::now())
+            .map_err(ExchangeError::from)
+    });
     match result {
         Ok((c, lifetime)) => {
             let left = SystemTime::from(c.expiration)

@@ -1,39 +1,10 @@
 //! The refresh schedule: pure functions of the credentials' lifetime, the
 //! attempt count and a random sample, so they are tested without clocks.
+//! [`RefreshPolicy`] (in [`crate::config`]) holds the parameters.
 
 use std::time::Duration;
 
-/// When to refresh, when to retry, and how long to keep serving.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RefreshPolicy {
-    /// Refresh once this fraction of the lifetime has passed (default 0.5).
-    pub fraction: f64,
-    /// ...but no later than this long before expiry (default 20 min).
-    pub margin: Duration,
-    /// Refresh up to this fraction earlier than computed, at random, so that
-    /// many agents started together spread out (default 0.1).
-    pub jitter: f64,
-    /// First retry delay after a failure (default 1 s).
-    pub min_backoff: Duration,
-    /// Largest retry delay (default 60 s).
-    pub max_backoff: Duration,
-    /// Stop serving credentials this long before they expire (default 5 min),
-    /// or a quarter of their lifetime if that is shorter.
-    pub stale_margin: Duration,
-}
-
-impl Default for RefreshPolicy {
-    fn default() -> Self {
-        Self {
-            fraction: 0.5,
-            margin: Duration::from_secs(20 * 60),
-            jitter: 0.1,
-            min_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(60),
-            stale_margin: Duration::from_secs(5 * 60),
-        }
-    }
-}
+use crate::config::RefreshPolicy;
 
 /// Shortest interval between scheduled refreshes, whatever the lifetime.
 const MIN_REFRESH_AFTER: Duration = Duration::from_secs(1);
@@ -63,6 +34,27 @@ impl RefreshPolicy {
     /// How long before expiry to stop serving credentials of `lifetime`.
     pub fn stale_margin_for(&self, lifetime: Duration) -> Duration {
         self.stale_margin.min(lifetime / 4)
+    }
+
+    /// The delay before retrying after failure number `attempt` (1 for the
+    /// first): the [`backoff`](Self::backoff), at least the upstream's
+    /// `Retry-After` when it sent one, and at least `denied_backoff` when
+    /// the upstream refused the token itself.
+    pub fn retry_delay(
+        &self,
+        attempt: u32,
+        sample: f64,
+        denied: bool,
+        retry_after: Option<Duration>,
+    ) -> Duration {
+        let mut delay = self.backoff(attempt, sample);
+        if let Some(r) = retry_after {
+            delay = delay.max(r);
+        }
+        if denied {
+            delay = delay.max(self.denied_backoff);
+        }
+        delay
     }
 
     /// The delay before retry number `attempt` (1 for the first retry):
@@ -142,6 +134,20 @@ mod tests {
             p().stale_margin_for(Duration::from_secs(60)),
             Duration::from_secs(15)
         );
+    }
+
+    #[test]
+    fn retry_delay_honours_retry_after_and_denials() {
+        let policy = RefreshPolicy {
+            denied_backoff: Duration::from_secs(5),
+            ..p()
+        };
+        let s = Duration::from_secs;
+        assert_eq!(policy.retry_delay(1, 0.0, false, None), s(1));
+        assert_eq!(policy.retry_delay(1, 0.0, false, Some(s(30))), s(30));
+        assert_eq!(policy.retry_delay(1, 0.0, true, None), s(5));
+        assert_eq!(policy.retry_delay(8, 0.999_999, true, None).as_secs(), 59);
+        assert_eq!(p().retry_delay(1, 0.0, true, None), s(1));
     }
 
     #[test]

@@ -12,9 +12,10 @@
 //!   `.../ROLE` returns the credentials; `/latest/meta-data/placement/region`
 //!   returns `--region`.
 
-use std::collections::HashMap;
 use std::future::{ready, Ready};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -24,31 +25,28 @@ use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use lru::LruCache;
+use parking_lot::Mutex;
 use rand::RngCore;
 use tokio::time::Instant;
 
-use crate::server::{Body, Routes};
+use crate::config::ImdsConfig;
+use crate::server::{Answer, Body, Routes};
 use crate::store::Store;
 
 /// The role name IMDS reports (the upstream's role is not path-safe).
 pub const ROLE_NAME: &str = "credagent";
 /// Longest session-token TTL EC2 allows.
 pub const MAX_TTL: Duration = Duration::from_secs(21_600);
-/// Session tokens held at once; the oldest are dropped beyond this.
-const MAX_SESSIONS: usize = 4096;
+/// Session tokens held at once; the least recently used go beyond this.
+const MAX_SESSIONS: NonZeroUsize = match NonZeroUsize::new(4096) {
+    Some(n) => n,
+    None => panic!("MAX_SESSIONS is not zero"),
+};
 
 const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
 const CREDENTIALS_PREFIX: &str = "/latest/meta-data/iam/security-credentials/";
-
-/// IMDS settings.
-#[derive(Debug, Clone)]
-pub struct ImdsConfig {
-    /// Answer requests without a session token (IMDSv1).
-    pub allow_v1: bool,
-    /// What `/latest/meta-data/placement/region` answers, if set.
-    pub region: Option<String>,
-}
 
 /// The IMDS routes.
 #[derive(Clone)]
@@ -56,10 +54,8 @@ pub struct ImdsRoutes {
     store: Store,
     config: Arc<ImdsConfig>,
     /// Session token → expiry.
-    sessions: Arc<Mutex<HashMap<String, Instant>>>,
+    sessions: Arc<Mutex<LruCache<String, Instant>>>,
 }
-
-type Answer = (&'static str, Response<Body>);
 
 // === impl ImdsRoutes ===
 
@@ -69,7 +65,7 @@ impl ImdsRoutes {
         Self {
             store,
             config: Arc::new(config),
-            sessions: Arc::default(),
+            sessions: Arc::new(Mutex::new(LruCache::new(MAX_SESSIONS))),
         }
     }
 
@@ -95,8 +91,12 @@ impl ImdsRoutes {
                 ("imds", text(StatusCode::OK, ROLE_NAME))
             }
             p if p.strip_prefix(CREDENTIALS_PREFIX) == Some(ROLE_NAME) => {
-                match self.store.servable(Instant::now()) {
-                    Some(s) => ("imds_credentials", json(s.imds_body.clone())),
+                match self
+                    .store
+                    .servable(Instant::now())
+                    .and_then(|s| s.imds_body.clone())
+                {
+                    Some(body) => ("imds_credentials", json(body)),
                     None => (
                         "imds_credentials",
                         text(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
@@ -128,24 +128,9 @@ impl ImdsRoutes {
         let mut raw = [0u8; 32];
         rand::rng().fill_bytes(&mut raw);
         let token = URL_SAFE_NO_PAD.encode(raw);
-        let now = Instant::now();
-        {
-            let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-            if sessions.len() >= MAX_SESSIONS {
-                sessions.retain(|_, exp| *exp > now);
-            }
-            while sessions.len() >= MAX_SESSIONS {
-                let oldest = sessions
-                    .iter()
-                    .min_by_key(|(_, e)| **e)
-                    .map(|(k, _)| k.clone());
-                match oldest {
-                    Some(k) => sessions.remove(&k),
-                    None => break,
-                };
-            }
-            sessions.insert(token.clone(), now + ttl);
-        }
+        self.sessions
+            .lock()
+            .put(token.clone(), Instant::now() + ttl);
         let mut rsp = text_owned(StatusCode::OK, token);
         if let Ok(v) = HeaderValue::from_str(&ttl.as_secs().to_string()) {
             rsp.headers_mut().insert(TTL_HEADER, v);
@@ -160,10 +145,11 @@ impl ImdsRoutes {
             .and_then(|v| v.to_str().ok())
         {
             None => self.config.allow_v1,
-            Some(token) => {
-                let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-                sessions.get(token).is_some_and(|exp| Instant::now() < *exp)
-            }
+            Some(token) => self
+                .sessions
+                .lock()
+                .peek(token)
+                .is_some_and(|exp| Instant::now() < *exp),
         }
     }
 }
@@ -171,7 +157,7 @@ impl ImdsRoutes {
 impl Routes for ImdsRoutes {
     type Future = Ready<Answer>;
 
-    fn route(&self, req: &Request<Incoming>) -> Self::Future {
+    fn route(&self, req: &Request<Incoming>, _peer: SocketAddr) -> Self::Future {
         ready(self.answer(req))
     }
 }

@@ -30,6 +30,10 @@ pub struct Claims {
     pub iat: Option<i64>,
     /// Not before, Unix seconds.
     pub nbf: Option<i64>,
+    /// The Pod's namespace (`kubernetes.io.namespace`), for logs.
+    pub namespace: Option<String>,
+    /// The Pod's name (`kubernetes.io.pod.name`), for logs.
+    pub pod: Option<String>,
 }
 
 /// Why a value is not a usable token.
@@ -96,6 +100,7 @@ pub fn decode(token: &str) -> Result<Claims, JwtError> {
         return Err(JwtError::Malformed("the header has no alg"));
     }
     let payload = json_object(payload, "payload")?;
+    let k8s = payload.get("kubernetes.io");
     let aud = match payload.get("aud") {
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(a)) => a
@@ -118,7 +123,22 @@ pub fn decode(token: &str) -> Result<Claims, JwtError> {
         exp: numeric_date(payload.get("exp")),
         iat: numeric_date(payload.get("iat")),
         nbf: numeric_date(payload.get("nbf")),
+        namespace: k8s
+            .and_then(|k| k.get("namespace"))
+            .and_then(Value::as_str)
+            .map(short),
+        pod: k8s
+            .and_then(|k| k.get("pod"))
+            .and_then(|p| p.get("name"))
+            .and_then(Value::as_str)
+            .map(short),
     })
+}
+
+/// Names end up in logs: keep them short and printable (Kubernetes names
+/// are at most 253 characters).
+fn short(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(253).collect()
 }
 
 fn is_base64url(b: u8) -> bool {
@@ -181,6 +201,13 @@ mod tests {
         );
         let c = decode(&t).unwrap();
         assert_eq!(c.aud, ["https://coreweave.com/iam"]);
+        assert_eq!(c.namespace.as_deref(), Some("ns"));
+        assert_eq!(c.pod, None);
+        let with_pod = decode(&jwt(
+            r#"{"kubernetes.io":{"namespace":"ns","pod":{"name":"app-7d9f","uid":"u"}}}"#,
+        ))
+        .unwrap();
+        assert_eq!(with_pod.pod.as_deref(), Some("app-7d9f"));
         assert_eq!(c.exp, Some(1_729_605_240));
         assert_eq!(c.sub.as_deref(), Some("system:serviceaccount:ns:sa"));
         assert_eq!(c.iss.as_deref(), Some("https://oidc.example"));

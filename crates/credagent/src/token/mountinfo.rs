@@ -6,6 +6,33 @@
 
 use std::path::Path;
 
+use tracing::warn;
+
+/// Warns if `path` is a `subPath` mount (see [`is_subpath_mount`]).
+pub fn warn_if_subpath(path: &Path) {
+    if is_subpath_mount(path) {
+        warn!(
+            path = %path.display(),
+            "the token file is a subPath (single-file) mount: kubelet will never rotate it and exchanges will fail once it expires; mount the projected volume's directory instead"
+        );
+    }
+}
+
+/// Returns true if and only if `path` is itself a mount point in this
+/// process's mount namespace: a `subPath` mount that kubelet never rotates.
+pub fn is_subpath_mount(path: &Path) -> bool {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        match std::env::current_dir() {
+            Ok(cwd) => cwd.join(path),
+            Err(_) => return false,
+        }
+    };
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .is_ok_and(|info| is_mount_point(&info, &absolute))
+}
+
 /// Returns true if and only if `mountinfo` (the text of
 /// `/proc/self/mountinfo`) lists `path` as a mount point.
 pub fn is_mount_point(mountinfo: &str, path: &Path) -> bool {

@@ -4,6 +4,7 @@ mod abuse;
 mod binary;
 mod botocore;
 mod faults;
+mod layering;
 mod link;
 mod node;
 mod node_cache;

@@ -5,10 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use credagent::config::{NodeConfig, UpstreamConfig};
-use credagent::node::cache::CacheConfig;
 use credagent::node::{Node, NodeOptions};
-use credagent::refresh::RefreshPolicy;
 use credagent_testkit::{Fault, Issuer, StandIn};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -23,7 +20,7 @@ struct NodeRig {
     shutdown: CancellationToken,
 }
 
-async fn start(configure: impl FnOnce(&mut CacheConfig)) -> NodeRig {
+async fn start(flags: &[&str]) -> NodeRig {
     let issuer = Issuer::generate_es256("pods").unwrap();
     let shutdown = CancellationToken::new();
     let standin = StandIn::start(
@@ -35,26 +32,18 @@ async fn start(configure: impl FnOnce(&mut CacheConfig)) -> NodeRig {
     .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let mut cache = CacheConfig {
-        max_identities: 4096,
-        upstream_concurrency: 16,
-        idle_timeout: Duration::from_secs(3600),
-        negative_ttl: Duration::from_secs(5),
-        policy: RefreshPolicy::default(),
-    };
-    configure(&mut cache);
-    let config = NodeConfig {
-        upstream: UpstreamConfig {
-            url: standin.url().parse().unwrap(),
-            connect_timeout: Duration::from_secs(2),
-            timeout: Duration::from_secs(5),
-            extra_roots: vec![],
-        },
-        listen: vec![addr],
-        admin_listen: "127.0.0.1:0".parse().unwrap(),
-        max_connections: 4096,
-        cache,
-    };
+    let url = standin.url();
+    let listen = addr.to_string();
+    let mut argv = vec![
+        "--exchange-url",
+        &url,
+        "--listen",
+        &listen,
+        "--upstream-timeout",
+        "5s",
+    ];
+    argv.extend_from_slice(flags);
+    let config = crate::support::node_config(&argv);
     let node = Node::start(
         &config,
         NodeOptions {
@@ -110,7 +99,7 @@ impl Drop for NodeRig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cold_herd_makes_exactly_one_exchange_per_identity() {
-    let rig = Arc::new(start(|_| {}).await);
+    let rig = Arc::new(start(&[]).await);
     // Slow the upstream a little so that a token's ten requests overlap.
     rig.standin
         .set_sticky_fault(Some(Fault::Delay(Duration::from_millis(20))));
@@ -155,14 +144,14 @@ async fn a_cold_herd_makes_exactly_one_exchange_per_identity() {
     );
     assert!(rig.count("credagent_node_singleflight_joins_total") > 0.0);
     assert_eq!(
-        rig.count(r#"credagent_node_upstream_calls_total{result="ok"}"#),
+        rig.count(r#"credagent_refreshes_total{result="ok"}"#),
         500.0
     );
 }
 
 #[tokio::test]
 async fn bad_requests_are_refused_before_any_upstream_call() {
-    let rig = start(|_| {}).await;
+    let rig = start(&[]).await;
     let good = rig.token("app");
     let expired = credagent_testkit::TokenSpec {
         lifetime: Duration::from_secs(1),
@@ -202,7 +191,7 @@ async fn bad_requests_are_refused_before_any_upstream_call() {
 
 #[tokio::test]
 async fn forged_tokens_get_nothing_and_are_negatively_cached() {
-    let rig = start(|_| {}).await;
+    let rig = start(&[]).await;
     let real = rig.token("app");
     assert_eq!(rig.get(Some(&real), None).await.status, 200);
     // Same claims shape and sub, another key: the upstream refuses it, and
@@ -231,7 +220,7 @@ async fn forged_tokens_get_nothing_and_are_negatively_cached() {
 
 #[tokio::test]
 async fn a_rotated_token_costs_one_exchange() {
-    let rig = start(|_| {}).await;
+    let rig = start(&[]).await;
     let first = rig.token("app");
     for _ in 0..3 {
         assert_eq!(rig.get(Some(&first), None).await.status, 200);
@@ -245,7 +234,7 @@ async fn a_rotated_token_costs_one_exchange() {
 
 #[tokio::test]
 async fn the_cache_stays_within_its_bound() {
-    let rig = start(|c| c.max_identities = 10).await;
+    let rig = start(&["--max-identities", "10"]).await;
     let tokens: Vec<String> = (0..15).map(|i| rig.token(&format!("pod-{i}"))).collect();
     for t in &tokens {
         assert_eq!(rig.get(Some(t), None).await.status, 200);
@@ -266,20 +255,28 @@ async fn the_cache_stays_within_its_bound() {
 
 #[tokio::test]
 async fn upstream_failures_are_503_and_shared_by_waiters() {
-    let rig = start(|_| {}).await;
+    let rig = start(&[]).await;
     rig.standin.set_sticky_fault(Some(Fault::Status(503)));
     let token = rig.token("app");
     let rsp = rig.get(Some(&token), None).await;
     assert_eq!(rsp.status, 503);
     assert_eq!(rsp.json()["Code"], "CredentialsUnavailable");
+    let retry_after: u64 = rsp.headers["retry-after"].parse().unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
     rig.standin.set_sticky_fault(None);
+    // Within the backoff the identity is answered at once, without a call.
+    let calls = rig.standin.calls();
+    let during = rig.get(Some(&token), None).await;
+    assert_eq!((during.status, rig.standin.calls()), (503, calls));
+    assert!(during.headers.contains_key("retry-after"));
+    tokio::time::sleep(Duration::from_secs(retry_after)).await;
     assert_eq!(rig.get(Some(&token), None).await.status, 200);
     assert_eq!(rig.node.cache.len(), 1);
 }
 
 #[tokio::test]
 async fn admin_is_ready_and_serves_node_metrics() {
-    let rig = start(|_| {}).await;
+    let rig = start(&[]).await;
     let r = request(rig.node.admin_addr, None, "GET", "/readyz", &[], "")
         .await
         .unwrap();

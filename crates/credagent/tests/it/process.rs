@@ -138,10 +138,7 @@ async fn node_mode_at_trace_level_leaks_nothing() {
     .unwrap()
     .body;
     assert_eq!(
-        metric(
-            &metrics,
-            r#"credagent_node_upstream_calls_total{result="malformed"}"#
-        ),
+        metric(&metrics, r#"credagent_refreshes_total{result="malformed"}"#),
         Some(1.0)
     );
     seen.push_str(&metrics);

@@ -6,9 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use credagent::clock::Clock;
-use credagent::exchange::{BoxFuture, Credentials, Exchange, ExchangeError};
-use credagent::metrics::Metrics;
-use credagent::refresh::{RefreshPolicy, Refresher};
+use credagent::config::RefreshPolicy;
+use credagent::credentials::Credentials;
+use credagent::exchange::{BoxFuture, Exchange, ExchangeError};
+use credagent::metrics::{Metrics, RefreshMetrics, SidecarMetrics};
+use credagent::refresh::{Engine, Refresher};
 use credagent::secret::Secret;
 use credagent::store::Store;
 use credagent::token::{jwt, Token};
@@ -124,7 +126,8 @@ struct Harness {
     exchange: Arc<Scripted>,
     store: Store,
     tokens: watch::Sender<Option<Arc<Token>>>,
-    metrics: Metrics,
+    refresh: RefreshMetrics,
+    sidecar: SidecarMetrics,
     shutdown: CancellationToken,
     start: Instant,
 }
@@ -144,23 +147,25 @@ fn start_skewed(answers: Vec<Answer>, jitter: f64, skew_s: i64) -> Harness {
     };
     let store = Store::new();
     let (tx, rx) = watch::channel(Some(token("a")));
-    let metrics = Metrics::new().unwrap();
+    let registry = Metrics::new().unwrap();
+    let refresh = RefreshMetrics::register(&registry).unwrap();
+    let sidecar = SidecarMetrics::register(&registry).unwrap();
     let shutdown = CancellationToken::new();
-    let refresher = Refresher::new(
+    let engine = Engine::new(
         exchange.clone(),
-        rx,
-        store.clone(),
         RefreshPolicy::default(),
         Arc::new(Frozen(local)),
-        metrics.refresh.clone(),
+        refresh.clone(),
     )
-    .with_jitter(Box::new(move || jitter));
+    .with_jitter(Arc::new(move || jitter));
+    let refresher = Refresher::new(engine, rx, store.clone(), sidecar.clone());
     tokio::spawn(refresher.run(shutdown.clone()));
     Harness {
         exchange,
         store,
         tokens: tx,
-        metrics,
+        refresh,
+        sidecar,
         shutdown,
         start: Instant::now(),
     }
@@ -171,11 +176,7 @@ fn offsets(h: &Harness, calls: &[(Instant, String)]) -> Vec<Duration> {
 }
 
 fn count(h: &Harness, result: &str) -> u64 {
-    h.metrics
-        .refresh
-        .refreshes
-        .with_label_values(&[result])
-        .get()
+    h.refresh.refreshes.with_label_values(&[result]).get()
 }
 
 #[tokio::test(start_paused = true)]
@@ -185,7 +186,7 @@ async fn refreshes_at_half_life_and_keeps_serving() {
     assert_eq!(offsets(&h, &calls), [Duration::ZERO, 30 * MIN, 60 * MIN]);
     assert!(h.store.servable(Instant::now()).is_some());
     assert_eq!(count(&h, "ok"), 3);
-    assert_eq!(h.metrics.refresh.ready.get(), 1);
+    assert_eq!(h.sidecar.ready.get(), 1);
     h.shutdown.cancel();
 }
 
@@ -218,7 +219,7 @@ async fn failures_back_off_and_last_good_is_served_until_shortly_before_expiry()
     tokio::time::sleep_until(snapshot.serve_until).await;
     tokio::task::yield_now().await;
     assert!(h.store.servable(Instant::now()).is_none());
-    assert_eq!(h.metrics.refresh.ready.get(), 0);
+    assert_eq!(h.sidecar.ready.get(), 0);
     assert!(count(&h, "upstream_error") >= 8);
     h.shutdown.cancel();
 }
@@ -349,13 +350,18 @@ async fn waits_for_a_token_before_exchanging() {
     let (tx, rx) = watch::channel(None);
     let store = Store::new();
     let shutdown = CancellationToken::new();
-    let refresher = Refresher::new(
+    let registry = Metrics::new().unwrap();
+    let engine = Engine::new(
         exchange.clone(),
-        rx,
-        store.clone(),
         RefreshPolicy::default(),
         Arc::new(Frozen(exchange.now)),
-        Metrics::new().unwrap().refresh,
+        RefreshMetrics::register(&registry).unwrap(),
+    );
+    let refresher = Refresher::new(
+        engine,
+        rx,
+        store.clone(),
+        SidecarMetrics::register(&registry).unwrap(),
     );
     tokio::spawn(refresher.run(shutdown.clone()));
     tokio::time::sleep(10 * MIN).await;

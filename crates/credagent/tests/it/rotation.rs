@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use credagent::clock;
-use credagent::metrics::Metrics;
+use credagent::metrics::{Metrics, TokenMetrics};
 use credagent::token::{self, Token, TokenSourceConfig};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -14,6 +14,7 @@ use crate::support::{kubelet_swap, metric, mint, rs256_issuer, until};
 struct Source {
     rx: watch::Receiver<Option<Arc<Token>>>,
     metrics: Metrics,
+    token_metrics: TokenMetrics,
     shutdown: CancellationToken,
     dir: tempfile::TempDir,
 }
@@ -32,16 +33,18 @@ impl Source {
         config.poll_interval = Some(Duration::from_secs(3600));
         configure(&mut config);
         let metrics = Metrics::new().unwrap();
+        let token_metrics = TokenMetrics::register(&metrics).unwrap();
         let shutdown = CancellationToken::new();
         let rx = token::spawn(
             config,
             clock::system(),
-            metrics.token.clone(),
+            token_metrics.clone(),
             shutdown.clone(),
         );
         Self {
             rx,
             metrics,
+            token_metrics,
             shutdown,
             dir,
         }
@@ -67,8 +70,7 @@ impl Source {
     }
 
     fn reloads(&self, result: &str) -> u64 {
-        self.metrics
-            .token
+        self.token_metrics
             .reloads
             .with_label_values(&[result])
             .get()
@@ -100,7 +102,7 @@ async fn three_kubelet_rotations_are_each_seen_through_inotify() {
         Some("system:serviceaccount:default:app")
     );
     assert_eq!(claims.aud, [crate::support::AUDIENCE]);
-    let gauge = s.metrics.token.expiry.get();
+    let gauge = s.token_metrics.expiry.get();
     assert_eq!(gauge as i64, claims.exp.unwrap());
 }
 

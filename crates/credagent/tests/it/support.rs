@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use credagent::config::RefreshPolicy;
 use credagent::config::{SidecarConfig, UpstreamConfig};
-use credagent::refresh::RefreshPolicy;
 use credagent::sidecar::{Options, Sidecar};
 use credagent::token::TokenSourceConfig;
 use credagent_testkit::kubelet;
@@ -94,14 +94,30 @@ pub fn standin_bin() -> PathBuf {
     bin
 }
 
+/// The node configuration `credagent node FLAGS` builds.
+pub fn node_config(flags: &[&str]) -> credagent::config::NodeConfig {
+    use clap::Parser as _;
+    let mut argv = vec!["credagent", "node"];
+    argv.extend_from_slice(flags);
+    match credagent::cli::Cli::try_parse_from(argv)
+        .expect("flags parse")
+        .command
+    {
+        credagent::cli::Command::Node(args) => {
+            credagent::config::NodeConfig::from_args(&args).expect("valid node config")
+        }
+        _ => unreachable!("a node command"),
+    }
+}
+
 /// How to start a [`Rig`].
 pub struct RigOptions {
     pub lifetime: Duration,
     pub tls: bool,
     pub write_token: bool,
     pub token_poll: Option<Duration>,
-    pub imds: Option<(std::net::SocketAddr, credagent::surfaces::imds::ImdsConfig)>,
-    pub credentials_file: Option<credagent::surfaces::file_sink::FileSinkConfig>,
+    pub imds: Option<(std::net::SocketAddr, credagent::config::ImdsConfig)>,
+    pub credentials_file: Option<credagent::config::FileSinkConfig>,
     pub max_connections: usize,
 }
 

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use credagent::surfaces::file_sink::FileSinkConfig;
-use credagent::surfaces::imds::ImdsConfig;
+use credagent::config::FileSinkConfig;
+use credagent::config::ImdsConfig;
 
 use crate::support::{
     botocore_json, request, until, Rig, RigOptions, ACCESS_KEY_ID, SECRET_ACCESS_KEY,

@@ -81,7 +81,10 @@ async fn classifies_every_kind_of_answer() {
         // `Expired` is decided against the clock by the refresher; the
         // client hands back what it parsed.
         let err = match result {
-            Ok(creds) => creds.lifetime(std::time::SystemTime::now()).unwrap_err(),
+            Ok(creds) => creds
+                .lifetime(std::time::SystemTime::now())
+                .unwrap_err()
+                .into(),
             Err(e) => e,
         };
         assert_eq!(err.class(), class, "{fault:?}: {err}");

@@ -1,0 +1,143 @@
+//! Reading the projected token: one validated read through the
+//! user-visible path, retried briefly over the transient failures of a
+//! kubelet swap.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::time::sleep;
+
+use super::jwt::{self, Claims, JwtError, MAX_TOKEN_BYTES};
+use crate::secret::Secret;
+
+/// A validated projected token and what it says about itself.
+pub struct Token {
+    /// The raw JWT, exactly as sent upstream.
+    pub raw: Secret,
+    /// Its decoded (unverified) claims.
+    pub claims: Claims,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("raw", &self.raw)
+            .field("claims", &self.claims)
+            .finish()
+    }
+}
+
+/// Retry delays for one read that hits a transient error.
+const READ_RETRIES: [Duration; 5] = [
+    Duration::from_millis(10),
+    Duration::from_millis(20),
+    Duration::from_millis(40),
+    Duration::from_millis(80),
+    Duration::from_millis(160),
+];
+
+/// Why one read of the token file gave no token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// `ENOENT`, possibly transient during a swap.
+    #[error("the token file does not exist (check the projected volume's mountPath and path)")]
+    Missing,
+    /// Another I/O error, e.g. `EACCES`.
+    #[error(
+        "cannot read the token file: {0} (check runAsUser/fsGroup and the volume's defaultMode)"
+    )]
+    Unreadable(String),
+    /// Read fine, but not a usable token.
+    #[error(transparent)]
+    Invalid(#[from] JwtError),
+}
+
+impl ReadError {
+    /// A short, bounded label for metrics and logs.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Unreadable(_) => "unreadable",
+            Self::Invalid(e) => e.class(),
+        }
+    }
+
+    fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Missing | Self::Unreadable(_) | Self::Invalid(JwtError::Empty)
+        )
+    }
+}
+
+/// Reads and validates the token, retrying transient failures briefly.
+pub(super) async fn read_with_retry(path: &Path) -> Result<Secret, ReadError> {
+    let mut last = ReadError::Missing;
+    for delay in std::iter::once(Duration::ZERO).chain(READ_RETRIES) {
+        if !delay.is_zero() {
+            sleep(delay).await;
+        }
+        match read_once(path).await {
+            Ok(token) => return Ok(token),
+            Err(e) if e.is_transient() => last = e,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
+async fn read_once(path: &Path) -> Result<Secret, ReadError> {
+    let file = tokio::fs::File::open(path).await.map_err(io_error)?;
+    let mut buf = zeroize::Zeroizing::new(Vec::with_capacity(2048));
+    file.take(MAX_TOKEN_BYTES as u64 + 1)
+        .read_to_end(&mut buf)
+        .await
+        .map_err(io_error)?;
+    if buf.len() > MAX_TOKEN_BYTES {
+        return Err(JwtError::TooLarge(buf.len()).into());
+    }
+    let text = std::str::from_utf8(&buf).map_err(|_| JwtError::Malformed("not UTF-8"))?;
+    // kubelet writes no newline; a hand-made file often ends in one.
+    let text = text.trim_end_matches(|c: char| c.is_ascii_whitespace());
+    jwt::decode(text)?;
+    Ok(Secret::new(text))
+}
+
+fn io_error(e: std::io::Error) -> ReadError {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => ReadError::Missing,
+        _ => ReadError::Unreadable(e.kind().to_string()),
+    }
+}
+
+/// Reads and validates the token at `path` once (with the same brief
+/// retries as the watcher), for one-shot commands.
+pub async fn read_token(path: &Path) -> Result<Token, ReadError> {
+    let raw = read_with_retry(path).await?;
+    let claims = jwt::decode(raw.expose())?;
+    Ok(Token { raw, claims })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_debug_is_redacted() {
+        let raw = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+        let token = Token {
+            raw: Secret::new(raw),
+            claims: jwt::decode(raw).unwrap(),
+        };
+        let out = format!("{token:?}");
+        assert!(
+            out.contains("** redacted **") && out.contains("sub: Some(\"x\")"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("c2lnbmF0dXJl") && !out.contains("eyJ"),
+            "{out}"
+        );
+    }
+}
