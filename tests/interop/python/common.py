@@ -9,6 +9,7 @@ callables) and calls `main(name, versions, basic, loop_ops)`.
 import argparse
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -28,12 +29,17 @@ def payload(size, seed):
 
 
 def describe(exc):
+    """The error as the driver wants it. These libraries give no S3 error code as a field: it is
+    read from the message (pyarrow: "AWS Error SIGNATURE_DOES_NOT_MATCH", object_store and the
+    CRT: the S3 error body or status)."""
     cls = type(exc)
-    return {
-        "class": f"{cls.__module__}.{cls.__name__}",
-        "code": getattr(exc, "code", None) if isinstance(getattr(exc, "code", None), str) else None,
-        "message": str(exc),
-    }
+    msg = str(exc)
+    code = None
+    if re.search(r"SignatureDoesNotMatch|SIGNATURE_DOES_NOT_MATCH|signature we calculated does not match", msg):
+        code = "SignatureDoesNotMatch"
+    elif re.search(r"\b403\b|Forbidden|ACCESS_DENIED", msg):
+        code = "403"
+    return {"class": f"{cls.__module__}.{cls.__name__}", "code": code, "message": msg}
 
 
 def run_loop(args, out, setup, put, get):
