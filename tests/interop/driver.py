@@ -9,8 +9,11 @@ chosen at run time:
   * `credagent sidecar` reading a kubelet-style token volume;
 
 and runs real, unmodified AWS clients against them (boto3, AWS CLI v1, JS v3 with three credential
-providers, aws-sdk-rust with two). Each client is a small program printing one JSON line; this
-driver asserts on those lines, on the proxy's record, and on credagent's metrics and logs.
+providers, aws-sdk-rust with two, aws-sdk-go-v2) and the S3 clients of data workloads (pyarrow,
+polars through object_store and through boto3, s3torchconnectorclient through the container
+provider and through a credential_process profile). Each client is a small program printing one
+JSON line; this driver asserts on those lines, on the proxy's record, and on credagent's metrics
+and logs.
 
 Phases:
   probe      what each client makes of variants of the ECS body (evidence for what credagent serves)
@@ -529,6 +532,7 @@ class Rig:
                    probe=False, process_config=True, wire_a="omitted", python=True),
         ]
         self.credential_process_dir_flag = self._sidecar_has_flag("--credential-process-dir")
+        self.ca_bundle = os.environ.get("AWS_CA_BUNDLE") or "/etc/ssl/certs/ca-certificates.crt"
         self.versions = self._versions()
 
     def _sidecar_has_flag(self, flag):
@@ -784,6 +788,10 @@ class Rig:
                 jobs.append(("awscli-creds", lambda c=c, env=env: self.run_client(c, "creds", "-", env)))
         if pass_name == "pass-a":
             jobs += self.process_variant_jobs()
+            # The machine sets AWS_CA_BUNDLE (aws-sdk-go v1 clients fail with it); v2 with it set:
+            go = next(c for c in self.clients if c.name == "go-v2")
+            env = dict(self.client_env(go, self.sidecar), AWS_CA_BUNDLE=self.ca_bundle)
+            jobs.append(("go-v2/ca-bundle", lambda env=env: self.run_client(go, "basic", "pass-a-go-v2-cabundle", env)))
         results = self.parallel(jobs)
         self.details[pass_name] = results
         want_token = "non-empty" if expect_session_token else "empty-string"
@@ -877,6 +885,10 @@ class Rig:
             R.cell(c.name, f"wire {pass_name[-1].upper()}", wire)
         if pass_name == "pass-a":
             self.check_process_variants(results)
+            r = results["go-v2/ca-bundle"]
+            steps = r.get("steps") or {}
+            R.check(pass_name, "go-v2", f"works with AWS_CA_BUNDLE={self.ca_bundle} set (http endpoints)",
+                    r.get("ok") and all(steps.get(s) for s in SDK_STEPS), json.dumps(r.get("error") or steps)[:300])
 
     def check_signed_by_standin(self, phase, c, sdk):
         """The client's S3 requests reached s3s-fs SigV4-signed with the stand-in's key and were

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
@@ -46,8 +47,13 @@ func now() float64 { return float64(time.Now().UnixNano()) / 1e9 }
 func describe(err error) map[string]interface{} {
 	var code interface{}
 	var apiErr smithy.APIError
+	var respErr *awshttp.ResponseError
 	if errors.As(err, &apiErr) {
 		code = apiErr.ErrorCode()
+	} else if errors.As(err, &respErr) {
+		// An answer whose error body could not be read (seen once: "failed to copy error
+		// response body ... use of closed network connection"): the status is the code.
+		code = fmt.Sprint(respErr.HTTPStatusCode())
 	}
 	return map[string]interface{}{"class": fmt.Sprintf("%T", err), "code": code, "message": err.Error()}
 }
@@ -61,8 +67,8 @@ func credentialsError(err error) map[string]interface{} {
 
 type args struct {
 	mode, endpoint, bucket, stopFile string
-	duration, interval              float64
-	size                            int
+	duration, interval               float64
+	size                             int
 }
 
 func build(ctx context.Context, a *args) (*s3.Client, aws.Config, error) {
