@@ -1446,9 +1446,12 @@ def main():
     with open(args.results, "w") as f:
         f.write(text)
     if args.results_json:
+        text_json = json.dumps({"checks": rig.report.checks, "table": rig.report.table, "details": rig.details,
+                                "versions": rig.versions}, indent=1, default=str)
+        # Presigned URLs carry the session token: keep them, but not the token.
+        text_json = re.sub(r"(?i)(x-amz-security-token=)[^&\"\s]+", r"\1REDACTED", text_json)
         with open(args.results_json, "w") as f:
-            json.dump({"checks": rig.report.checks, "table": rig.report.table, "details": rig.details,
-                       "versions": rig.versions}, f, indent=1, default=str)
+            f.write(text_json)
     print()
     print(text)
     return 1 if failed else 0
