@@ -4,7 +4,7 @@ s3s-fs verifies SigV4/SigV2 signatures but ignores session tokens, so this proxy
 every S3 request, what the client actually put on the wire: whether an `x-amz-security-token`
 header and/or an `X-Amz-Security-Token` query parameter was present and whether it was empty (the
 value itself is logged only as a short SHA-256 prefix), which access key signed it, how it was
-signed, and the upstream's status and error code. One JSON object per line in --log.
+signed, the Range header, and the upstream's status and error code. One JSON object per line in --log.
 
 Bytes are forwarded unchanged (method, path, query, headers including Host, body; chunked bodies
 as raw chunked bytes), so signatures computed for the proxy's address verify upstream.
@@ -136,6 +136,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             # SigV4 only: whether the x-amz-security-token header is covered by the signature.
             "token_header_signed": "x-amz-security-token" in signed_headers if htoken is not None else None,
             "user_agent": self.headers.get("User-Agent", ""),
+            # Suffix ranges (`bytes=-N`) matter: s3s-fs answers them with 500.
+            "range": self.headers.get("Range"),
             "status": None,
             "code": None,
         }
