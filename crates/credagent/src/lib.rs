@@ -72,4 +72,5 @@ pub mod sidecar;
 pub mod store;
 pub mod surfaces;
 pub mod token;
+pub mod webhook;
 pub mod wire;

@@ -1,0 +1,78 @@
+//! Runs the admission webhook's core on one AdmissionReview, for the fixture
+//! harness (`tests/webhook/run.sh`). A test tool, not part of the product.
+//!
+//! ```text
+//! admission [--config JSON] [--sa-annotations JSON] REVIEW.json|-
+//! ```
+//!
+//! Prints the AdmissionReview response on stdout and `decision=LABEL` on
+//! stderr. `--config` is an `InjectConfig` as JSON (default: image
+//! `credagent:test`, org id `test-org`); `--sa-annotations` the annotations
+//! of the Pod's ServiceAccount as a JSON object. Exits 0 with a response, 1
+//! on an unusable input (the server's HTTP 400), 2 on bad arguments.
+
+use std::io::Read as _;
+use std::process::ExitCode;
+
+use credagent::webhook::{self, InjectConfig, Upstream};
+use serde_json::{Map, Value};
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("admission: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<ExitCode, String> {
+    let mut config = InjectConfig::new("credagent:test", Upstream::OrgId("test-org".into()));
+    let mut sa: Option<Map<String, Value>> = None;
+    let mut input = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" => {
+                let raw = args.next().ok_or("--config needs a value")?;
+                config = serde_json::from_str(&raw).map_err(|e| format!("--config: {e}"))?;
+            }
+            "--sa-annotations" => {
+                let raw = args.next().ok_or("--sa-annotations needs a value")?;
+                sa =
+                    Some(serde_json::from_str(&raw).map_err(|e| format!("--sa-annotations: {e}"))?);
+            }
+            _ if input.is_none() => input = Some(arg),
+            _ => return Err(format!("unexpected argument {arg:?}")),
+        }
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    let path =
+        input.ok_or("usage: admission [--config JSON] [--sa-annotations JSON] REVIEW.json|-")?;
+    let body = if path == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .map_err(|e| format!("stdin: {e}"))?;
+        buf
+    } else {
+        std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?
+    };
+    let req = match webhook::parse(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("decision=bad_request: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    // The server would look the ServiceAccount up only when asked to.
+    let sa = webhook::service_account_to_look_up(&req, &config).and(sa);
+    let decision = webhook::admit(&req, sa.as_ref(), &config);
+    eprintln!("decision={}", decision.label());
+    println!(
+        "{}",
+        String::from_utf8_lossy(&webhook::respond(&req, &decision).to_bytes())
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,313 @@
+//! The per-Pod opt-in and settings, read from labels and annotations.
+//!
+//! Every value is checked: a value we cannot use refuses the Pod with a
+//! message naming the annotation and what it accepts, rather than injecting
+//! something the user did not ask for.
+
+use serde_json::{Map, Value};
+
+use super::config::{self, InjectConfig, Resources};
+use super::names;
+use super::quantity;
+
+/// Longest annotation value quoted back in a message.
+const MAX_QUOTED: usize = 64;
+
+/// Whether, and why, a Pod is opted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptIn {
+    /// `credagent.io/inject: "true"` on the Pod (label or annotation).
+    Pod,
+    /// `caios.coreweave.com/inject: "true"` on its ServiceAccount
+    /// (`coreweave_compat` on).
+    ServiceAccount,
+    /// `credagent.io/inject: "false"` on the Pod (label or annotation).
+    OptedOut,
+    /// Nothing says so.
+    NotOptedIn,
+}
+
+/// Where the credentials come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A native sidecar in the Pod, on 127.0.0.1.
+    Sidecar,
+    /// The node agent (DaemonSet) on the link-local address.
+    Node,
+}
+
+/// What one Pod's annotations ask for, with the configuration's defaults
+/// filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodSettings {
+    /// Sidecar or node.
+    pub mode: Mode,
+    /// Container names (app or init) to leave untouched.
+    pub skip_containers: Vec<String>,
+    /// The projected token's `expirationSeconds`.
+    pub token_expiration: u32,
+    /// The projected token's audience.
+    pub audience: String,
+    /// The sidecar's resources.
+    pub resources: Resources,
+    /// Whether to set up the `credential_process` fallback.
+    pub credential_process: bool,
+    /// Annotations that were valid but have no effect here.
+    pub warnings: Vec<String>,
+}
+
+/// An annotation (or label) value the injector cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("annotation {key}: {value} is not accepted: {expected}")]
+pub struct AnnotationError {
+    /// The annotation key.
+    pub key: &'static str,
+    /// The value as received, quoted and shortened.
+    pub value: String,
+    /// What is accepted.
+    pub expected: String,
+}
+
+impl AnnotationError {
+    fn new(key: &'static str, value: &Value, expected: impl Into<String>) -> Self {
+        let value = match value {
+            Value::String(s) => {
+                let shown: String = s
+                    .chars()
+                    .map(|c| if c.is_control() { '?' } else { c })
+                    .take(MAX_QUOTED)
+                    .collect();
+                let more = if s.chars().count() > MAX_QUOTED {
+                    "…"
+                } else {
+                    ""
+                };
+                format!("{shown:?}{more}")
+            }
+            _ => "a non-string value".to_owned(),
+        };
+        Self {
+            key,
+            value,
+            expected: expected.into(),
+        }
+    }
+}
+
+/// Decides whether the Pod is opted in. `"false"` on the Pod (label or
+/// annotation) always wins; any other value than `"true"`/`"false"` under
+/// our key is refused, since it can only be a typo of one of them.
+pub fn opt_in(
+    labels: Option<&Map<String, Value>>,
+    annotations: Option<&Map<String, Value>>,
+    sa_annotations: Option<&Map<String, Value>>,
+    config: &InjectConfig,
+) -> Result<OptIn, AnnotationError> {
+    let mut opted_in = false;
+    for map in [labels, annotations].into_iter().flatten() {
+        match map.get(names::INJECT) {
+            None => {}
+            Some(v) => match flag(names::INJECT, v)? {
+                true => opted_in = true,
+                false => return Ok(OptIn::OptedOut),
+            },
+        }
+    }
+    if opted_in {
+        return Ok(OptIn::Pod);
+    }
+    let sa_opt_in = config.coreweave_compat
+        && sa_annotations
+            .and_then(|a| a.get(names::COREWEAVE_SA_INJECT))
+            .and_then(Value::as_str)
+            == Some("true");
+    Ok(if sa_opt_in {
+        OptIn::ServiceAccount
+    } else {
+        OptIn::NotOptedIn
+    })
+}
+
+/// Reads the settings annotations over the configuration's defaults.
+pub fn settings(
+    annotations: Option<&Map<String, Value>>,
+    config: &InjectConfig,
+) -> Result<PodSettings, AnnotationError> {
+    let empty = Map::new();
+    let a = annotations.unwrap_or(&empty);
+    let mode = match a.get(names::MODE) {
+        None => Mode::Sidecar,
+        Some(v) => match v.as_str() {
+            Some("sidecar") => Mode::Sidecar,
+            Some("node") => Mode::Node,
+            _ => {
+                return Err(AnnotationError::new(
+                    names::MODE,
+                    v,
+                    "\"sidecar\" or \"node\"",
+                ))
+            }
+        },
+    };
+    let credential_process = match a.get(names::CREDENTIAL_PROCESS) {
+        None => false,
+        Some(v) => flag(names::CREDENTIAL_PROCESS, v)?,
+    };
+    if credential_process && mode == Mode::Node {
+        return Err(AnnotationError::new(
+            names::CREDENTIAL_PROCESS,
+            &Value::String("true".into()),
+            "only with the sidecar (the node agent cannot write files into the Pod): drop it or use credagent.io/mode: sidecar",
+        ));
+    }
+    let skip_containers = match a.get(names::SKIP_CONTAINERS) {
+        None => Vec::new(),
+        Some(v) => container_list(v)?,
+    };
+    let token_expiration = match a.get(names::TOKEN_EXPIRATION) {
+        None => config.token_expiration,
+        Some(v) => v
+            .as_str()
+            .filter(|s| !s.is_empty() && s.len() <= 6 && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<u32>().ok())
+            .filter(|n| (config::MIN_TOKEN_EXPIRATION..=config::MAX_TOKEN_EXPIRATION).contains(n))
+            .ok_or_else(|| {
+                AnnotationError::new(
+                    names::TOKEN_EXPIRATION,
+                    v,
+                    "a whole number of seconds from 600 to 86400",
+                )
+            })?,
+    };
+    let audience = match a.get(names::AUDIENCE) {
+        None => config.audience.clone(),
+        Some(v) => v
+            .as_str()
+            .filter(|s| config::audience_ok(s))
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                AnnotationError::new(
+                    names::AUDIENCE,
+                    v,
+                    "1-256 printable characters without spaces",
+                )
+            })?,
+    };
+    let (resources, overridden) = resources(a, &config.resources)?;
+    let mut warnings = Vec::new();
+    if mode == Mode::Node && !overridden.is_empty() {
+        warnings.push(format!(
+            "credagent: {} ignored: there is no sidecar in node mode",
+            overridden.join(", ")
+        ));
+    }
+    Ok(PodSettings {
+        mode,
+        skip_containers,
+        token_expiration,
+        audience,
+        resources,
+        credential_process,
+        warnings,
+    })
+}
+
+/// `"true"` or `"false"`.
+fn flag(key: &'static str, v: &Value) -> Result<bool, AnnotationError> {
+    match v.as_str() {
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        _ => Err(AnnotationError::new(key, v, "\"true\" or \"false\"")),
+    }
+}
+
+/// A comma-separated list of container names (DNS labels); blanks ignored.
+fn container_list(v: &Value) -> Result<Vec<String>, AnnotationError> {
+    let key = names::SKIP_CONTAINERS;
+    let expected = "comma-separated container names (lowercase letters, digits and '-')";
+    let s = v
+        .as_str()
+        .ok_or_else(|| AnnotationError::new(key, v, expected))?;
+    let mut out: Vec<String> = Vec::new();
+    for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if !is_dns_label(name) {
+            return Err(AnnotationError::new(key, v, expected));
+        }
+        if !out.iter().any(|n| n == name) {
+            out.push(name.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+/// An RFC 1123 label: what container names are.
+fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// The four resource annotations over `defaults`; also names those given.
+fn resources(
+    a: &Map<String, Value>,
+    defaults: &Resources,
+) -> Result<(Resources, Vec<&'static str>), AnnotationError> {
+    let mut r = defaults.clone();
+    let mut given = Vec::new();
+    let slots = [
+        (names::CPU_REQUEST, &mut r.cpu_request),
+        (names::MEMORY_REQUEST, &mut r.memory_request),
+        (names::CPU_LIMIT, &mut r.cpu_limit),
+        (names::MEMORY_LIMIT, &mut r.memory_limit),
+    ];
+    for (key, slot) in slots {
+        let Some(v) = a.get(key) else { continue };
+        let s = v
+            .as_str()
+            .ok_or_else(|| AnnotationError::new(key, v, "a Kubernetes quantity"))?;
+        quantity::parse(s).map_err(|e| AnnotationError::new(key, v, e.to_string()))?;
+        *slot = Some(s.to_owned());
+        given.push(key);
+    }
+    let pairs = [
+        (
+            names::CPU_REQUEST,
+            names::CPU_LIMIT,
+            &r.cpu_request,
+            &r.cpu_limit,
+        ),
+        (
+            names::MEMORY_REQUEST,
+            names::MEMORY_LIMIT,
+            &r.memory_request,
+            &r.memory_limit,
+        ),
+    ];
+    for (req_key, lim_key, req, lim) in pairs {
+        let (Some(req), Some(lim)) = (req, lim) else {
+            continue;
+        };
+        let (Ok(rq), Ok(lq)) = (quantity::parse(req), quantity::parse(lim)) else {
+            continue;
+        };
+        if rq.exceeds(lq) {
+            // Blame whichever of the two the Pod set.
+            let key = if given.contains(&req_key) {
+                req_key
+            } else {
+                lim_key
+            };
+            let value = if key == req_key { req } else { lim };
+            return Err(AnnotationError::new(
+                key,
+                &Value::String(value.clone()),
+                format!("the sidecar's request ({req}) must not exceed its limit ({lim}): set {req_key} and {lim_key} together"),
+            ));
+        }
+    }
+    Ok((r, given))
+}

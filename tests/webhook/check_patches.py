@@ -1,0 +1,382 @@
+#!/usr/bin/env python3
+"""The admission webhook's core against its fixtures, judged by independent tools.
+
+Run by tests/webhook/run.sh, which installs requirements.txt and builds the two binaries:
+
+    check_patches.py --admission target/debug/examples/admission --credagent target/debug/credagent
+
+For every case of crates/credagent/tests/fixtures/admission/cases.json: the response (from the Rust code,
+through the `admission` example) echoes the request and carries the expected decision; the
+patch applies with `jsonpatch` (an RFC 6902 implementation independent of the Rust code); the
+patched Pod validates with `kubernetes-validate --strict` against Kubernetes 1.29 (the first
+with native sidecars on by default) and the newest schema it ships; the injected shape is the
+contract's (restated here from the issue, not from the Rust code); the sidecar's exact
+arguments pass `credagent sidecar ... --check-config`; and a second pass over the patched Pod,
+as sent and as the API server would default it before a reinvocation, yields no patch.
+
+Prints one line per check (`ok` or `FAIL` with details) and ends with
+`webhook: N passed, M failed`; exits 1 if anything failed.
+"""
+
+import argparse
+import base64
+import copy
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import jsonpatch
+from kubernetes_validate.utils import latest_version
+
+from kube import default_pod, review
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "crates" / "credagent" / "tests" / "fixtures" / "admission"
+
+# The contract, restated.
+TOKEN_DIR = "/var/run/secrets/credagent"
+TOKEN_PATH = TOKEN_DIR + "/oidc-token"
+AUTH_DIR = "/var/run/credagent"
+AUTH_TOKEN = AUTH_DIR + "/auth-token"
+AWS_CONFIG = AUTH_DIR + "/aws-config"
+DEFAULT_AUDIENCE = "https://coreweave.com/iam"
+NODE_URL = "http://169.254.170.23/v1/credentials"
+CREDENTIAL_VARS = {
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+}
+# Sidecar flags being added on another branch: dropped from the --check-config run while this
+# branch's binary does not know them (detected from `credagent sidecar --help`).
+PENDING_FLAGS = ("--credential-process-dir", "--endpoint-url", "--s3-addressing-style")
+
+
+class Report:
+    def __init__(self):
+        self.passed = self.failed = 0
+
+    def check(self, name, problems):
+        problems = [problems] if isinstance(problems, str) else [p for p in problems if p]
+        if problems:
+            self.failed += 1
+            print(f"  FAIL  {name}", flush=True)
+            for p in problems:
+                print(f"          {p}", flush=True)
+        else:
+            self.passed += 1
+            print(f"  ok    {name}", flush=True)
+
+
+def run_admission(binary, config, sa, body):
+    cmd = [binary, "--config", json.dumps(config)]
+    if sa is not None:
+        cmd += ["--sa-annotations", json.dumps(sa)]
+    p = subprocess.run(cmd + ["-"], input=json.dumps(body), capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"admission exited {p.returncode}: {p.stderr.strip()}")
+    label = p.stderr.strip().rsplit("decision=", 1)[-1]
+    return json.loads(p.stdout), label
+
+
+def containers(pod):
+    spec = pod.get("spec", {})
+    return (spec.get("initContainers") or []) + (spec.get("containers") or [])
+
+
+def env_of(c):
+    return {e["name"]: e.get("value") for e in c.get("env") or []}
+
+
+def expected_args(config, credential_process):
+    up = config["upstream"]
+    args = ["sidecar", "--token-file", TOKEN_PATH]
+    args += ["--org-id", up["org_id"]] if "org_id" in up else ["--exchange-url", up["exchange_url"]]
+    args += ["--listen", "127.0.0.1:8181", "--admin-listen", "0.0.0.0:9464", "--auth-token-file", AUTH_TOKEN]
+    if config.get("region"):
+        args += ["--region", config["region"]]
+    if credential_process:
+        args += ["--credential-process-dir", AUTH_DIR]
+        if config.get("s3_endpoint"):
+            args += ["--endpoint-url", config["s3_endpoint"], "--s3-addressing-style", "virtual"]
+    return args
+
+
+def response_problems(case, resp, label, req):
+    r = resp.get("response", {})
+    want = case["expect"]
+    out = []
+    if (resp.get("apiVersion"), resp.get("kind")) != ("admission.k8s.io/v1", "AdmissionReview"):
+        out.append(f"apiVersion/kind: {resp.get('apiVersion')} {resp.get('kind')}")
+    if r.get("uid") != req["request"]["uid"]:
+        out.append(f"uid {r.get('uid')!r} is not the request's")
+    if label != want:
+        out.append(f"decision {label}, expected {want}")
+    if r.get("allowed") != (want != "refused"):
+        out.append(f"allowed is {r.get('allowed')}")
+    injected = want == "injected"
+    if ("patch" in r) != injected or ("patchType" in r) != injected:
+        out.append(f"patch present: {'patch' in r}, patchType present: {'patchType' in r}")
+    if injected and r.get("patchType") != "JSONPatch":
+        out.append(f"patchType {r.get('patchType')}")
+    warnings = r.get("warnings") or []
+    if "warnings" in case:
+        if not case["warnings"] and warnings:
+            out.append(f"unexpected warnings {warnings}")
+        for w in case["warnings"]:
+            if not any(w in got for got in warnings):
+                out.append(f"no warning containing {w!r} in {warnings}")
+    if "message" in case:
+        status = r.get("status") or {}
+        if case["message"] not in (status.get("message") or "") or status.get("code") != 400:
+            out.append(f"status {status}")
+    return out
+
+
+def shape_problems(case, config, before, after):
+    """The injected Pod, checked against the contract."""
+    out = []
+    mode = case["mode"]
+    annotations = before["metadata"].get("annotations") or {}
+    credential_process = annotations.get("credagent.io/credential-process") == "true"
+    audience = annotations.get("credagent.io/audience", config.get("audience", DEFAULT_AUDIENCE))
+    expiration = int(annotations.get("credagent.io/token-expiration", config.get("token_expiration", 3600)))
+    init_after = after["spec"].get("initContainers") or []
+
+    # Nothing that was there is lost or changed, except appended env and mounts.
+    for key in ("labels", "annotations"):
+        for k, v in (before["metadata"].get(key) or {}).items():
+            if (after["metadata"].get(key) or {}).get(k) != v:
+                out.append(f"metadata.{key}[{k!r}] changed")
+    for k, v in before["metadata"].items():
+        if k not in ("labels", "annotations") and after["metadata"].get(k) != v:
+            out.append(f"metadata.{k} changed")
+    for k, v in before["spec"].items():
+        if k not in ("initContainers", "containers", "volumes") and after["spec"].get(k) != v:
+            out.append(f"spec.{k} changed")
+    after_by_name = {c["name"]: c for c in containers(after)}
+    for c in containers(before):
+        a = after_by_name.get(c["name"])
+        if a is None:
+            out.append(f"container {c['name']} lost")
+            continue
+        for k, v in c.items():
+            if k in ("env", "volumeMounts"):
+                if a.get(k, [])[: len(v)] != v:
+                    out.append(f"{c['name']}.{k}: existing entries changed")
+            elif a.get(k) != v:
+                out.append(f"{c['name']}.{k} changed")
+    vol_before = before["spec"].get("volumes") or []
+    if (after["spec"].get("volumes") or [])[: len(vol_before)] != vol_before:
+        out.append("existing volumes changed")
+
+    # Volumes, once each.
+    vols = [v for v in after["spec"].get("volumes") or [] if v["name"].startswith("credagent-")]
+    names = [v["name"] for v in vols]
+    want_vols = ["credagent-token", "credagent-auth"] if mode == "sidecar" else ["credagent-token"]
+    if sorted(names) != sorted(want_vols):
+        out.append(f"credagent volumes {names}, expected {want_vols}")
+    for v in vols:
+        if v["name"] == "credagent-token":
+            sat = v.get("projected", {}).get("sources", [{}])[0].get("serviceAccountToken")
+            if sat != {"audience": audience, "expirationSeconds": expiration, "path": "oidc-token"}:
+                out.append(f"token volume {v}")
+        if v["name"] == "credagent-auth":
+            ed = v.get("emptyDir", {})
+            if ed.get("medium") != "Memory" or not ed.get("sizeLimit"):
+                out.append(f"auth volume {v}")
+
+    # The sidecar.
+    sidecars = [c for c in containers(after) if c["name"] == "credagent"]
+    if mode == "sidecar":
+        if not init_after or init_after[0]["name"] != "credagent" or len(sidecars) != 1:
+            out.append(f"credagent is not the first and only sidecar: {[c['name'] for c in init_after]}")
+        else:
+            s = init_after[0]
+            if s.get("restartPolicy") != "Always":
+                out.append("credagent has no restartPolicy: Always")
+            if s.get("image") != config["image"]:
+                out.append(f"image {s.get('image')}")
+            if s.get("args") != expected_args(config, credential_process):
+                out.append(f"args {s.get('args')}")
+            sp, lp = s.get("startupProbe") or {}, s.get("livenessProbe") or {}
+            if sp.get("httpGet") != {"path": "/readyz", "port": 9464} or sp.get("periodSeconds") != 1:
+                out.append(f"startupProbe {sp}")
+            if (lp.get("httpGet") or {}).get("path") != "/healthz":
+                out.append(f"livenessProbe {lp}")
+            if "readinessProbe" in s:
+                out.append("credagent has a readinessProbe")
+            sc = s.get("securityContext") or {}
+            want_sc = {"runAsNonRoot": True, "runAsUser": 65532, "allowPrivilegeEscalation": False,
+                       "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
+                       "seccompProfile": {"type": "RuntimeDefault"}}
+            for k, v in want_sc.items():
+                if sc.get(k) != v:
+                    out.append(f"securityContext.{k} = {sc.get(k)}")
+            mounts = {m["mountPath"]: m for m in s.get("volumeMounts") or []}
+            if mounts.get(TOKEN_DIR, {}).get("name") != "credagent-token" or not mounts[TOKEN_DIR].get("readOnly"):
+                out.append(f"token mount {mounts.get(TOKEN_DIR)}")
+            if mounts.get(AUTH_DIR, {}).get("name") != "credagent-auth" or mounts[AUTH_DIR].get("readOnly"):
+                out.append(f"auth mount {mounts.get(AUTH_DIR)}")
+            if "subPath" in json.dumps(s.get("volumeMounts")):
+                out.append("subPath mount")
+        for c in before["spec"].get("initContainers") or []:
+            a = after_by_name[c["name"]]
+            if c.get("restartPolicy") != a.get("restartPolicy"):
+                out.append(f"{c['name']} restartPolicy {c.get('restartPolicy')} -> {a.get('restartPolicy')}")
+        if (after["metadata"].get("labels") or {}).get("credagent/mode") != "sidecar":
+            out.append("no credagent/mode: sidecar label")
+    elif sidecars:
+        out.append("a credagent container in node mode")
+
+    # The apps.
+    url = "http://127.0.0.1:8181/v1/credentials" if mode == "sidecar" else config.get("node_url", NODE_URL)
+    token = AUTH_TOKEN if mode == "sidecar" else TOKEN_PATH
+    mount = ("credagent-auth", AUTH_DIR) if mode == "sidecar" else ("credagent-token", TOKEN_DIR)
+    before_by_name = {c["name"]: c for c in containers(before)}
+    for c in containers(after):
+        name = c["name"]
+        if name == "credagent":
+            continue
+        env, old_env = env_of(c), env_of(before_by_name[name])
+        injected = name in case["injected"]
+        if name in case.get("untouched", []) and c != before_by_name[name]:
+            out.append(f"{name} was touched")
+        got = env.get("AWS_CONTAINER_CREDENTIALS_FULL_URI") == url and "AWS_CONTAINER_CREDENTIALS_FULL_URI" not in old_env
+        if got != injected:
+            out.append(f"{name}: credagent env {'missing' if injected else 'present'}")
+        if not injected:
+            continue
+        if env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") != token:
+            out.append(f"{name}: AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE {env.get('AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE')}")
+        if CREDENTIAL_VARS & set(old_env):
+            out.append(f"{name} had credentials of its own and was injected")
+        ms = [m for m in c.get("volumeMounts") or [] if m["name"] == mount[0]]
+        if [(m["mountPath"], m.get("readOnly")) for m in ms] != [(mount[1], True)]:
+            out.append(f"{name}: mounts of {mount[0]}: {ms}")
+        region = config.get("region")
+        if region and not {"AWS_REGION", "AWS_DEFAULT_REGION"} & set(old_env):
+            if (env.get("AWS_REGION"), env.get("AWS_DEFAULT_REGION")) != (region, region):
+                out.append(f"{name}: region vars")
+        endpoint = config.get("s3_endpoint")
+        if endpoint and not {"AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"} & set(old_env):
+            if env.get("AWS_ENDPOINT_URL_S3") != endpoint:
+                out.append(f"{name}: AWS_ENDPOINT_URL_S3")
+        want_config = AWS_CONFIG if credential_process and "AWS_CONFIG_FILE" not in old_env else old_env.get("AWS_CONFIG_FILE")
+        if env.get("AWS_CONFIG_FILE") != want_config:
+            out.append(f"{name}: AWS_CONFIG_FILE {env.get('AWS_CONFIG_FILE')}")
+        for k, v in old_env.items():
+            if env.get(k) != v:
+                out.append(f"{name}: {k} changed")
+    if (after["metadata"].get("annotations") or {}).get("credagent.io/status") != "injected":
+        out.append("no credagent.io/status: injected")
+    return out
+
+
+def as_validated(pod):
+    """The Pod as validation sees it: the API server names a generateName Pod after the mutating
+    webhooks and before validation (kubernetes-validate also needs a name to report on)."""
+    pod = copy.deepcopy(pod)
+    meta = pod["metadata"]
+    if not meta.get("name") and meta.get("generateName"):
+        meta["name"] = meta["generateName"] + "x7k2p"
+    return pod
+
+
+def check_config_problems(credagent, args, known_flags):
+    argv = list(args)
+    dropped = []
+    for flag in PENDING_FLAGS:
+        if flag not in known_flags and flag in argv:
+            i = argv.index(flag)
+            dropped += argv[i:i + 2]
+            del argv[i:i + 2]
+    p = subprocess.run([credagent, *argv, "--check-config"], capture_output=True, text=True,
+                       env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    if p.returncode != 0:
+        return [f"exit {p.returncode}: {p.stderr.strip()}", f"args {argv}"]
+    return []
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--admission", required=True)
+    ap.add_argument("--credagent", required=True)
+    a = ap.parse_args()
+    report = Report()
+    all_cases = json.loads((FIXTURES / "cases.json").read_text())
+    base = all_cases["config"]
+    help_text = subprocess.run([a.credagent, "sidecar", "--help"], capture_output=True, text=True).stdout
+    known_flags = {f for f in PENDING_FLAGS if f in help_text}
+    versions = list(dict.fromkeys(["1.29.0", latest_version()]))
+    to_validate = []  # (case name, what, path)
+    tmp = Path(tempfile.mkdtemp(prefix="webhook-check-"))
+
+    for n, case in enumerate(all_cases["cases"]):
+        name = case["name"]
+        print(f"\n== {name} ({case['fixture']})", flush=True)
+        config = {**base, **case.get("config", {})}
+        req = json.loads((FIXTURES / case["fixture"]).read_text())
+        try:
+            resp, label = run_admission(a.admission, config, case.get("sa_annotations"), req)
+        except (RuntimeError, json.JSONDecodeError) as e:
+            report.check(f"{name}: response", str(e))
+            continue
+        report.check(f"{name}: response ({label})", response_problems(case, resp, label, req))
+        if case["expect"] != "injected" or "patch" not in resp.get("response", {}):
+            continue
+        before = req["request"]["object"]
+        try:
+            ops = json.loads(base64.b64decode(resp["response"]["patch"], validate=True))
+            after = jsonpatch.apply_patch(copy.deepcopy(before), ops)
+        except Exception as e:  # noqa: BLE001 - any failure to decode or apply is the finding
+            report.check(f"{name}: patch applies with jsonpatch", f"{type(e).__name__}: {e}")
+            continue
+        bad_ops = [op for op in ops if op.get("op") != "add"]
+        report.check(f"{name}: patch applies with jsonpatch ({len(ops)} add operations)",
+                     [f"not an add: {op}" for op in bad_ops])
+        for what, pod in (("fixture", before), ("patched", after)):
+            path = tmp / f"{n:02d}-{what}.json"
+            path.write_text(json.dumps(as_validated(pod)))
+            to_validate.append((name, what, path))
+        report.check(f"{name}: injected shape", shape_problems(case, config, before, after))
+        if case["mode"] == "sidecar":
+            sidecar = (after["spec"].get("initContainers") or [{}])[0]
+            pending = [f for f in PENDING_FLAGS if f in sidecar.get("args", []) and f not in known_flags]
+            note = f", without {', '.join(pending)} (not in this branch yet)" if pending else ""
+            report.check(f"{name}: credagent {' '.join(sidecar.get('args', [])[:1])} --check-config accepts the args{note}",
+                         check_config_problems(a.credagent, sidecar.get("args", []), known_flags))
+        for how, pod in (("as patched", after), ("defaulted by the API server", default_pod(after))):
+            again = review(pod, namespace=req["request"]["namespace"], uid=f"second-pass-{n}")
+            try:
+                resp2, label2 = run_admission(a.admission, config, case.get("sa_annotations"), again)
+            except (RuntimeError, json.JSONDecodeError) as e:
+                report.check(f"{name}: second pass ({how})", str(e))
+                continue
+            r2 = resp2.get("response", {})
+            report.check(f"{name}: second pass ({how}) is a no-op",
+                         [f"decision {label2}" if label2 != "already_injected" else "",
+                          "a patch" if "patch" in r2 else "", "not allowed" if not r2.get("allowed") else ""])
+
+    print("\n== kubernetes-validate --strict", flush=True)
+    for version in versions:
+        tool = Path(sys.executable).parent / "kubernetes-validate"
+        p = subprocess.run([tool, "--strict", "-k", version, *[str(x[2]) for x in to_validate]],
+                           capture_output=True, text=True)
+        lines = p.stdout.splitlines() + p.stderr.splitlines()
+        for name, what, path in to_validate:
+            mine = [ln for ln in lines if f" {path} " in ln]
+            bad = [ln for ln in mine if not ln.startswith("INFO")]
+            if not mine:
+                bad = ["no verdict from kubernetes-validate"] + lines[-3:]
+            report.check(f"{name}: {what} Pod validates against Kubernetes {version}", bad)
+
+    print(f"\nwebhook: {report.passed} passed, {report.failed} failed")
+    return 1 if report.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
