@@ -3,7 +3,7 @@
 //! rename is made durable with an fsync of the directory.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
@@ -14,6 +14,11 @@ use atomic_write_file::OpenOptions;
 /// directory if needed: a temporary file in the same directory, fsynced,
 /// renamed over `path`, then the directory fsynced.
 pub fn write(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+    write_from(path, &mut &data[..], mode)
+}
+
+/// [`write`], with the contents streamed from `source` (a file to copy).
+pub fn write_from(path: &Path, source: &mut impl Read, mode: u32) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir)?;
     }
@@ -22,7 +27,8 @@ pub fn write(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
         .preserve_owner(false)
         .mode(mode)
         .open(path)?;
-    file.write_all(data)?;
+    std::io::copy(source, &mut file)?;
+    file.flush()?;
     // The umask may have narrowed the mode given to open.
     file.as_file()
         .set_permissions(fs::Permissions::from_mode(mode))?;

@@ -17,7 +17,7 @@ pub use self::shared::{
     ServingArgs, TuningArgs, UpstreamArgs, DEFAULT_ADMIN_LISTEN, DEFAULT_AUDIENCE,
     DEFAULT_AUTH_TOKEN_FILE, DEFAULT_LISTEN, DEFAULT_TOKEN_FILE,
 };
-pub use self::sidecar::{DemoArgs, SidecarArgs};
+pub use self::sidecar::{AddressingStyleArg, DemoArgs, SidecarArgs};
 
 /// credagent: exchanges a Pod's projected service-account token for temporary
 /// S3 credentials ahead of time and serves them to every AWS SDK in the Pod.

@@ -25,7 +25,9 @@ pub use self::duration::parse_duration;
 pub use self::error::ConfigError;
 pub use self::node::{CacheConfig, NodeConfig, SourceLimits, VerifyConfig};
 pub use self::refresh::RefreshPolicy;
-pub use self::sidecar::{FileSinkConfig, ImdsConfig, SidecarConfig};
+pub use self::sidecar::{
+    AddressingStyle, FileSinkConfig, ImdsConfig, ProcessDirConfig, SidecarConfig,
+};
 pub use self::upstream::{
     check_fetch_url, is_loopback_host, refresh_policy, upstream_config, UpstreamConfig,
     COREWEAVE_EXCHANGE_BASE,

@@ -151,6 +151,7 @@ async fn run_in(
         refresh: RefreshPolicy::default(),
         imds: None,
         credentials_file: None,
+        credential_process_dir: None,
         max_connections: 4096,
     };
     let sidecar = Sidecar::start(&sidecar_config, Options::default(), shutdown.clone()).await?;
@@ -226,12 +227,16 @@ temporary-credentials endpoint (its own signing key; nothing leaves this machine
   admin               http://{admin}/metrics  /healthz  /readyz
   first credentials   AccessKeyId={akid}, Expiration={exp}
 
-In another terminal:
+In another terminal (the last two need `pip install boto3 awscli`):
 
   export AWS_CONTAINER_CREDENTIALS_FULL_URI={url}
   export AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={auth}
-  curl -s -H "Authorization: $(cat $AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE)" $AWS_CONTAINER_CREDENTIALS_FULL_URI
-  aws configure export-credentials --format env    # any AWS CLI/SDK resolves them the same way
+  curl -s -H "Authorization: $(cat "$AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")" "$AWS_CONTAINER_CREDENTIALS_FULL_URI"; echo
+  python3 -c 'import boto3; c = boto3.Session().get_credentials(); print(c.method, c.get_frozen_credentials().access_key)'
+  aws configure list
+
+Each SDK finds them the same way: boto3 prints `container-role {akid}`; the
+AWS CLI's `access_key` row says `container-role`.
 
 Press Ctrl-C to stop.
 "#,

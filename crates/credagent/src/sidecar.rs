@@ -22,6 +22,7 @@ use crate::server::{self, AdminRoutes, AuthToken, CredentialsRoutes, Health};
 use crate::store::Store;
 use crate::surfaces::file_sink;
 use crate::surfaces::imds::ImdsRoutes;
+use crate::surfaces::process_dir::ProcessDir;
 use crate::token::{self, TokenSourceConfig};
 
 /// Overrides for tests and the demo; the defaults are production's.
@@ -58,6 +59,9 @@ pub enum StartError {
     /// Metrics registration.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// The credential-process directory.
+    #[error(transparent)]
+    ProcessDir(#[from] crate::surfaces::process_dir::ProcessDirError),
     /// Reading a listener's address.
     #[error("cannot read the listener address: {0}")]
     Io(#[from] std::io::Error),
@@ -100,6 +104,17 @@ impl Sidecar {
             None => Arc::new(HttpExchanger::new(&config.upstream)?),
         };
         let auth = AuthToken::load_or_create(&config.auth_token_file)?;
+        // Written before anything is served, so the apps never see the
+        // agent ready without the files in place.
+        let process_dir = match &config.credential_process_dir {
+            None => None,
+            Some(c) => {
+                let dir = ProcessDir::new(c)?;
+                dir.sync()?;
+                info!(aws_config = %dir.config_path().display(), "credential-process files written");
+                Some(dir)
+            }
+        };
         let (creds_listener, admin_listener) = match options.listeners {
             Some(pair) => pair,
             None => (
@@ -170,6 +185,9 @@ impl Sidecar {
                 shutdown.clone(),
                 server::Gate::new(limits),
             ));
+        }
+        if let Some(dir) = process_dir {
+            tasks.spawn(dir.run(shutdown.clone()));
         }
         if let Some(sink) = &config.credentials_file {
             tasks.spawn(file_sink::run(

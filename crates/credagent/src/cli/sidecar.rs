@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use super::shared::{
     ServingArgs, TuningArgs, UpstreamArgs, DEFAULT_ADMIN_LISTEN, DEFAULT_AUTH_TOKEN_FILE,
@@ -43,9 +43,32 @@ pub struct SidecarArgs {
     #[arg(long, env = "CREDAGENT_IMDS_ALLOW_V1")]
     pub imds_allow_v1: bool,
 
-    /// Region the IMDS emulation reports at /latest/meta-data/placement/region.
+    /// Region the IMDS emulation reports at /latest/meta-data/placement/region, and the credential-process profile's `region`.
     #[arg(long, env = "CREDAGENT_REGION", value_name = "REGION")]
     pub region: Option<String>,
+
+    /// Also keep a copy of this binary and an AWS config whose [default] profile runs it as credential_process against this agent, in DIR (an emptyDir shared with the apps; they set AWS_CONFIG_FILE=DIR/aws-config).
+    #[arg(long, env = "CREDAGENT_CREDENTIAL_PROCESS_DIR", value_name = "DIR")]
+    pub credential_process_dir: Option<PathBuf>,
+
+    /// The credential-process profile's `endpoint_url` (e.g. http://cwlota.com inside CKS, https://cwobject.com outside).
+    #[arg(
+        long,
+        env = "CREDAGENT_ENDPOINT_URL",
+        value_name = "URL",
+        requires = "credential_process_dir"
+    )]
+    pub endpoint_url: Option<String>,
+
+    /// The credential-process profile's S3 `addressing_style` (CoreWeave needs virtual).
+    #[arg(
+        long,
+        env = "CREDAGENT_S3_ADDRESSING_STYLE",
+        value_enum,
+        value_name = "STYLE",
+        requires = "credential_process_dir"
+    )]
+    pub s3_addressing_style: Option<AddressingStyleArg>,
 
     /// Also keep an AWS shared credentials file here, rewritten atomically on every refresh.
     #[arg(long, env = "CREDAGENT_CREDENTIALS_FILE", value_name = "PATH")]
@@ -104,4 +127,15 @@ pub struct DemoArgs {
     /// Stop after this long instead of waiting for Ctrl-C (e.g. 10s).
     #[arg(long, value_name = "DURATION")]
     pub duration: Option<String>,
+}
+
+/// An S3 addressing style, as AWS config files spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AddressingStyleArg {
+    /// `bucket.endpoint/key` (what CoreWeave AI Object Storage needs).
+    Virtual,
+    /// `endpoint/bucket/key`.
+    Path,
+    /// Let the SDK choose.
+    Auto,
 }

@@ -28,13 +28,18 @@ pub struct CredentialProcessConfig {
 /// Fetches and renders the credential_process JSON. The error is one line
 /// for stderr.
 pub async fn fetch(config: &CredentialProcessConfig) -> Result<Zeroizing<String>, String> {
-    let auth = std::fs::read_to_string(&config.auth_token_file).map_err(|e| {
-        format!(
-            "cannot read the auth token file {}: {e}",
-            config.auth_token_file.display()
-        )
-    })?;
-    let (status, body) = super::local_get(&config.url, Some(&auth), config.timeout)
+    let auth = Zeroizing::new(
+        std::fs::read_to_string(&config.auth_token_file).map_err(|e| {
+            format!(
+                "cannot read the auth token file {}: {e}",
+                config.auth_token_file.display()
+            )
+        })?,
+    );
+    // A token file written by hand often ends in a newline, which no header
+    // may hold; the token itself never does.
+    let auth = auth.trim_end_matches(['\r', '\n']);
+    let (status, body) = super::local_get(&config.url, Some(auth), config.timeout)
         .await
         .map_err(|e| format!("cannot reach the agent at {}: {e}", config.url))?;
     match status {

@@ -42,7 +42,18 @@ pub enum AuthTokenError {
     /// The existing file holds bytes that cannot be an HTTP header value.
     #[error("the auth token file {0} holds characters that cannot be sent in a header (e.g. a newline); remove it to have a new token generated")]
     Unusable(PathBuf),
+    /// The existing file's token is too easy to guess.
+    #[error("the auth token in {path} is too weak: about {bits} bits, at least {MIN_BITS} are needed (e.g. `head -c 32 /dev/urandom | base64 | tr -d '=+/\\n'`); remove it to have one generated")]
+    Weak {
+        /// The file.
+        path: PathBuf,
+        /// Its estimated strength.
+        bits: u32,
+    },
 }
+
+/// The least strength of an auth token, in bits.
+pub const MIN_BITS: u32 = 128;
 
 // === impl AuthToken ===
 
@@ -55,6 +66,13 @@ impl AuthToken {
                     .map_err(|_| AuthTokenError::Unusable(path.to_owned()))?;
                 if text.bytes().any(|b| b.is_ascii_control()) {
                     return Err(AuthTokenError::Unusable(path.to_owned()));
+                }
+                let bits = strength(&text);
+                if bits < MIN_BITS {
+                    return Err(AuthTokenError::Weak {
+                        path: path.to_owned(),
+                        bits,
+                    });
                 }
                 tracing::info!(path = %path.display(), "using the existing auth token");
                 Ok(Self(Secret::new(text)))
@@ -86,6 +104,33 @@ impl AuthToken {
     pub fn matches(&self, presented: &[u8]) -> bool {
         self.0.expose().as_bytes().ct_eq(presented).into()
     }
+}
+
+/// An upper estimate of `token`'s strength in bits: its length times the
+/// bits per character of the smallest alphabet it fits (hex: 4, base64 or
+/// base64url: 6, printable ASCII: 6.5). A token of fewer than 8 distinct
+/// characters counts only log2 of that many bits per character, so `aaaa…`
+/// or `abab…` is weak however long. A random token of 16 bytes or more, hex
+/// or base64 encoded, passes.
+pub fn strength(token: &str) -> u32 {
+    let bytes = token.as_bytes();
+    let per_char = if bytes.iter().all(u8::is_ascii_hexdigit) {
+        4.0
+    } else if bytes
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'='))
+    {
+        6.0
+    } else {
+        6.5
+    };
+    let distinct = bytes.iter().collect::<std::collections::HashSet<_>>().len();
+    let per_char = if distinct < 8 {
+        (distinct.max(2) as f64).log2()
+    } else {
+        per_char
+    };
+    (bytes.len() as f64 * per_char) as u32
 }
 
 #[cfg(test)]
@@ -129,13 +174,40 @@ mod tests {
     fn existing_tokens_are_used_as_is_unless_unsendable() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("auth-token");
-        fs::write(&path, b"operator-chosen").unwrap();
-        assert!(AuthToken::load_or_create(&path)
-            .unwrap()
-            .matches(b"operator-chosen"));
+        let chosen = b"q7Rk2PzX9vLmN4wB8sYt0cHe";
+        fs::write(&path, chosen).unwrap();
+        assert!(AuthToken::load_or_create(&path).unwrap().matches(chosen));
         fs::write(&path, b"with-newline\n").unwrap();
         let err = AuthToken::load_or_create(&path).unwrap_err();
         assert!(err.to_string().contains("newline"), "{err}");
         assert!(!err.to_string().contains("with-newline"), "{err}");
+    }
+
+    #[test]
+    fn weak_tokens_are_refused_without_quoting_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth-token");
+        for weak in [
+            "operator-chosen",
+            "0123456789abcdef0123456789abcde",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "password",
+        ] {
+            fs::write(&path, weak).unwrap();
+            let err = AuthToken::load_or_create(&path).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains("too weak") && msg.contains("128"), "{msg}");
+            assert!(!msg.contains(weak), "{msg}");
+        }
+        // 16 random bytes, as hex or as base64: strong enough.
+        for strong in [
+            "6f1c2a9be04d7783a2c5d1e0f9b84c37",
+            "bxK9f0Qz3L+Wm2vT8rYc1A==",
+        ] {
+            fs::write(&path, strong).unwrap();
+            assert!(AuthToken::load_or_create(&path).is_ok(), "{strong}");
+        }
+        assert!(strength("6f1c2a9be04d7783a2c5d1e0f9b84c37") >= 128);
+        assert!(strength(&"ab".repeat(40)) < 128);
     }
 }

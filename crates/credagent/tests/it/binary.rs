@@ -408,3 +408,87 @@ fn check_config_validates_and_exits() {
     assert_eq!(code, 2);
     assert!(err.contains("--max-identities"), "{err}");
 }
+
+/// The commands `credagent demo` prints work as printed, with what a
+/// newcomer has: curl, boto3 and the AWS CLI v1 as pip installs them.
+#[tokio::test]
+async fn the_demos_printed_commands_work() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let python = crate::support::python();
+    let venv_bin = python.parent().expect("venv bin").to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = tokio::process::Command::new(BIN)
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--duration", "60s", "--dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    let mut akid = None;
+    while let Some(line) = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the demo prints its instructions")
+        .unwrap()
+    {
+        if let Some(rest) = line.split("AccessKeyId=").nth(1) {
+            akid = rest.split(',').next().map(str::to_owned);
+        }
+        if line.starts_with("Press Ctrl-C") {
+            break;
+        }
+        printed.push(line);
+    }
+    let akid = akid.expect("the first credentials line");
+    let block: Vec<&str> = printed
+        .iter()
+        .skip_while(|l| !l.starts_with("In another terminal"))
+        .skip(1)
+        .map(|l| l.as_str())
+        .take_while(|l| l.is_empty() || l.starts_with("  "))
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert!(block.len() >= 5, "{printed:#?}");
+    let script = block
+        .iter()
+        .map(|l| l.trim())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let out = tokio::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .env_clear()
+        .env("PATH", format!("{}:/usr/bin:/bin", venv_bin.display()))
+        .env("HOME", dir.path())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script}\n{stdout}\n{stderr}");
+    let mut outputs = stdout.lines();
+    let curl: serde_json::Value =
+        serde_json::from_str(outputs.next().unwrap_or("")).expect("curl prints the ECS JSON");
+    assert_eq!(curl["AccessKeyId"], akid.as_str());
+    assert_eq!(
+        outputs.next(),
+        Some(format!("container-role {akid}").as_str()),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("access_key") && l.contains("container-role")),
+        "{stdout}"
+    );
+    let _ = demo.kill().await;
+}

@@ -166,6 +166,7 @@ async fn upstream_down_at_start_then_up() {
         refresh: Default::default(),
         imds: None,
         credentials_file: None,
+        credential_process_dir: None,
         max_connections: 4096,
     };
     let sidecar = credagent::sidecar::Sidecar::start(&config, Default::default(), shutdown.clone())

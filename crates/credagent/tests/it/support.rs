@@ -118,6 +118,7 @@ pub struct RigOptions {
     pub token_poll: Option<Duration>,
     pub imds: Option<(std::net::SocketAddr, credagent::config::ImdsConfig)>,
     pub credentials_file: Option<credagent::config::FileSinkConfig>,
+    pub credential_process_dir: Option<credagent::config::ProcessDirConfig>,
     pub max_connections: usize,
 }
 
@@ -130,6 +131,7 @@ impl Default for RigOptions {
             token_poll: None,
             imds: None,
             credentials_file: None,
+            credential_process_dir: None,
             max_connections: 4096,
         }
     }
@@ -193,6 +195,7 @@ impl Rig {
             refresh: RefreshPolicy::default(),
             imds: opts.imds.clone(),
             credentials_file: opts.credentials_file.clone(),
+            credential_process_dir: opts.credential_process_dir.clone(),
             max_connections: opts.max_connections,
         };
         let mut token = TokenSourceConfig::new(config.token_file.clone());
@@ -307,7 +310,10 @@ pub fn python() -> PathBuf {
     let venv = root.join("target/test-venv");
     let py = venv.join("bin/python");
     let ready = venv.join(".installed");
-    if !ready.exists() {
+    let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/requirements.txt");
+    let wanted = std::fs::read(&requirements).expect("requirements.txt");
+    if std::fs::read(&ready).ok() != Some(wanted.clone()) {
+        let _ = std::fs::remove_dir_all(&venv);
         let ok = std::process::Command::new("python3")
             .args(["-m", "venv"])
             .arg(&venv)
@@ -317,12 +323,12 @@ pub fn python() -> PathBuf {
         assert!(ok, "cannot create a venv");
         let ok = std::process::Command::new(&py)
             .args(["-m", "pip", "install", "-q", "-r"])
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/requirements.txt"))
+            .arg(&requirements)
             .status()
             .expect("pip")
             .success();
         assert!(ok, "pip install failed");
-        std::fs::write(&ready, b"").unwrap();
+        std::fs::write(&ready, wanted).unwrap();
     }
     py
 }

@@ -278,6 +278,7 @@ async fn botocore_shared_file_provider_follows_refreshes() {
             path: file.clone(),
             profile: "app".into(),
         }),
+        credential_process_dir: None,
         ..RigOptions::default()
     })
     .await;
@@ -314,4 +315,154 @@ async fn botocore_shared_file_provider_follows_refreshes() {
         1
     );
     rig.stop().await;
+}
+
+/// `--credential-process-dir`: the binary copy and the profile are in place
+/// before the agent is ready, botocore configured by nothing but
+/// `AWS_CONFIG_FILE` gets the credentials through them, and they come back
+/// when removed.
+#[tokio::test]
+async fn credential_process_dir_serves_a_profile_only_client() {
+    use credagent_testkit::StandIn;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let issuer = crate::support::rs256_issuer();
+    let standin = StandIn::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        crate::support::standin_config(&issuer, Duration::from_secs(3600), ""),
+        None,
+        shutdown.child_token(),
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let tokens = tmp.path().join("tokens");
+    crate::support::kubelet_swap(
+        &tokens,
+        &crate::support::mint(&issuer, "app", Duration::from_secs(3600)),
+    );
+    let shared = tmp.path().join("shared");
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (port, admin) = (free(), free());
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_credagent"))
+        .args(["sidecar", "--exchange-url", &standin.url()])
+        .arg("--token-file")
+        .arg(tokens.join("oidc-token"))
+        .arg("--auth-token-file")
+        .arg(shared.join("auth-token"))
+        .arg("--credential-process-dir")
+        .arg(&shared)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+        .args([
+            "--region",
+            "US-EAST-04A",
+            "--endpoint-url",
+            "http://cwlota.com",
+        ])
+        .args(["--s3-addressing-style", "virtual"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let admin_addr = format!("127.0.0.1:{admin}").parse().unwrap();
+    crate::support::until("the sidecar is ready", || {
+        std::net::TcpStream::connect(admin_addr).is_ok()
+    })
+    .await;
+    loop {
+        let ready = request(admin_addr, None, "GET", "/readyz", &[], "").await;
+        if ready.is_ok_and(|r| r.status == 200) {
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the sidecar exited");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let config = shared.join("aws-config");
+    let copy = shared.join("credagent");
+    let text = std::fs::read_to_string(&config).expect("aws-config written before ready");
+    assert!(text.contains(&format!(
+        "credential_process = {} credential-process --url http://127.0.0.1:{port}/v1/credentials --auth-token-file {}",
+        copy.display(),
+        shared.join("auth-token").display()
+    )), "{text}");
+    for line in [
+        "region = US-EAST-04A",
+        "endpoint_url = http://cwlota.com/",
+        "    addressing_style = virtual",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+    }
+    let v = botocore_json(
+        "import botocore.session, json\ns = botocore.session.get_session()\nc = s.get_credentials()\nprint(json.dumps({'method': c.method, 'access_key': c.access_key, 'region': s.get_config_variable('region')}))",
+        tmp.path(),
+        &[("AWS_CONFIG_FILE", config.display().to_string())],
+    )
+    .await;
+    assert_eq!(v["method"], "custom-process", "{v}");
+    assert_eq!(v["access_key"], ACCESS_KEY_ID);
+    assert_eq!(v["region"], "US-EAST-04A");
+    // Removed (a cleanup script, an init container): written again.
+    std::fs::remove_file(&config).unwrap();
+    std::fs::remove_file(&copy).unwrap();
+    crate::support::until("the files come back", || config.exists() && copy.exists()).await;
+    let out = tokio::process::Command::new(&copy)
+        .args([
+            "credential-process",
+            "--url",
+            &format!("http://127.0.0.1:{port}/v1/credentials"),
+        ])
+        .arg("--auth-token-file")
+        .arg(shared.join("auth-token"))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = child.kill().await;
+    shutdown.cancel();
+}
+
+/// A `--credential-process-dir` the agent cannot write stops it at start,
+/// with one line saying what to fix.
+#[test]
+fn an_unwritable_credential_process_dir_is_refused_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let not_a_dir = tmp.path().join("file");
+    std::fs::write(&not_a_dir, b"").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_credagent"))
+        .args(["sidecar", "--exchange-url", "http://127.0.0.1:1/x"])
+        .arg("--auth-token-file")
+        .arg(tmp.path().join("auth-token"))
+        .arg("--credential-process-dir")
+        .arg(not_a_dir.join("sub"))
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--credential-process-dir") && stderr.contains("cannot write"),
+        "{stderr}"
+    );
+    let relative = std::process::Command::new(env!("CARGO_BIN_EXE_credagent"))
+        .args([
+            "sidecar",
+            "--org-id",
+            "o",
+            "--credential-process-dir",
+            "rel/dir",
+            "--check-config",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(relative.status.code(), Some(2));
 }
