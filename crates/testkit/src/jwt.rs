@@ -134,6 +134,37 @@ impl Issuer {
         &self.kid
     }
 
+    /// The public key as a JSON Web Key (RFC 7517), with `kid`, `alg` and
+    /// `use: sig`: what an issuer's `/openid/v1/jwks` lists.
+    pub fn jwk(&self) -> Value {
+        match &self.key {
+            SigningKey::Rsa(pair) => {
+                let public: signature::RsaPublicKeyComponents<Vec<u8>> = pair.public().into();
+                json!({
+                    "kty": "RSA",
+                    "kid": self.kid,
+                    "alg": "RS256",
+                    "use": "sig",
+                    "n": URL_SAFE_NO_PAD.encode(&public.n),
+                    "e": URL_SAFE_NO_PAD.encode(&public.e),
+                })
+            }
+            SigningKey::Ec(pair) => {
+                // An uncompressed SEC1 point: 0x04 || x || y.
+                let point = pair.public_key().as_ref();
+                json!({
+                    "kty": "EC",
+                    "kid": self.kid,
+                    "alg": "ES256",
+                    "use": "sig",
+                    "crv": "P-256",
+                    "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+                    "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+                })
+            }
+        }
+    }
+
     /// Signs `claims` (which must be a JSON object) and returns the compact JWS.
     pub fn mint(&self, claims: &Value) -> Result<String, StandInError> {
         if !claims.is_object() {

@@ -7,6 +7,7 @@
 //!   injection and an unauthenticated control API (bind it to loopback only). The
 //!   `credagent-standin` binary runs it as a process for the interoperability suite and the bench.
 //! - [`jwt`]: an issuer of service-account-shaped JWTs (RS256, ES256) and their verifier.
+//! - [`oidc`]: a cluster's OIDC issuer (discovery and key set) for local-verification tests.
 //! - [`kubelet`]: kubelet's `AtomicWriter` ported op for op, to write a projected token volume
 //!   exactly as kubelet does; [`KUBELET_SWAP_SH`] is the same swap as a shell script.
 //! - `testing` (feature `testing`): a throwaway CA and leaf certificate, and a minimal HTTP/1.1
@@ -18,6 +19,7 @@
 mod error;
 pub mod jwt;
 pub mod kubelet;
+pub mod oidc;
 mod secret;
 pub mod standin;
 #[cfg(feature = "testing")]

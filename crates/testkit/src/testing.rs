@@ -122,6 +122,27 @@ pub async fn request(
     }
 }
 
+/// Sends one plain-HTTP request from the local address `source` (e.g. one of
+/// 127.0.0.0/8, to stand for another Pod), over a fresh connection.
+pub async fn request_from(
+    source: std::net::IpAddr,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<TestResponse, String> {
+    let socket = match source {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .map_err(|e| e.to_string())?;
+    socket
+        .bind(SocketAddr::new(source, 0))
+        .map_err(|e| e.to_string())?;
+    let tcp = socket.connect(addr).await.map_err(|e| e.to_string())?;
+    send(tcp, method, path, headers, "").await
+}
+
 async fn send<S>(
     io: S,
     method: &str,

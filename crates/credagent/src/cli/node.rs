@@ -44,7 +44,7 @@ pub struct NodeArgs {
     #[arg(
         long,
         env = "CREDAGENT_UPSTREAM_CONCURRENCY",
-        default_value = "16",
+        default_value = "32",
         value_name = "N"
     )]
     pub upstream_concurrency: usize,

@@ -87,6 +87,9 @@ struct IssuerKeys {
     /// Held while fetching: concurrent fetches of one issuer share one.
     fetching: tokio::sync::Mutex<()>,
     last_fetch: Mutex<Option<Instant>>,
+    /// The last fetch an unknown key id asked for (rate-limited apart from
+    /// the periodic ones, so a rotation is picked up at once).
+    last_unknown_kid_fetch: Mutex<Option<Instant>>,
     last_error: Mutex<Option<String>>,
 }
 
@@ -122,6 +125,7 @@ impl KeyVerifier {
                     keys: ArcSwap::default(),
                     fetching: tokio::sync::Mutex::new(()),
                     last_fetch: Mutex::new(None),
+                    last_unknown_kid_fetch: Mutex::new(None),
                     last_error: Mutex::new(None),
                 };
                 (c.issuer.clone(), Arc::new(keys))
@@ -229,13 +233,14 @@ impl KeyVerifier {
     }
 
     async fn fetch_for_unknown_kid(&self, keys: &IssuerKeys) {
-        let recent = keys
-            .last_fetch
-            .lock()
-            .is_some_and(|at| at.elapsed() < UNKNOWN_KID_INTERVAL);
-        if !recent {
-            self.fetch(keys).await;
+        {
+            let mut last = keys.last_unknown_kid_fetch.lock();
+            if last.is_some_and(|at| at.elapsed() < UNKNOWN_KID_INTERVAL) {
+                return;
+            }
+            *last = Some(Instant::now());
         }
+        self.fetch(keys).await;
     }
 
     /// Fetches `keys`' issuer's key set (one fetch at a time per issuer).

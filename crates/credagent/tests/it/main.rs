@@ -8,6 +8,7 @@ mod layering;
 mod link;
 mod node;
 mod node_cache;
+mod node_verify;
 mod ops;
 mod process;
 mod refresh;

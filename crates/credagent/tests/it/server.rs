@@ -146,6 +146,20 @@ async fn not_ready_and_503_until_the_first_exchange_succeeds() {
     assert_eq!(
         metric(
             &m.body,
+            &format!(
+                r#"credagent_build_info{{version="{}"}}"#,
+                env!("CARGO_PKG_VERSION")
+            )
+        ),
+        Some(1.0)
+    );
+    assert!(
+        !m.body.contains("credagent_node_"),
+        "no node-mode series in a sidecar"
+    );
+    assert_eq!(
+        metric(
+            &m.body,
             r#"credagent_refreshes_total{result="upstream_error"}"#
         ),
         Some(1.0)
