@@ -17,10 +17,10 @@ use std::collections::HashSet;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
+use credagent::config::RefreshPolicy;
 use credagent::exchange::{parse_credentials, ExchangeError};
-use credagent::refresh::RefreshPolicy;
 use credagent::secret::Secret;
-use credagent::store::Snapshot;
+use credagent::store::Store;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 
@@ -152,9 +152,10 @@ fuzz_target!(|body: &[u8]| {
     let lifetime = match creds.lifetime(now) {
         Ok(l) => l,
         Err(e) => {
-            // Expired credentials are only logged, never served: their
-            // Expiration may be any year the time crate holds (e.g. -001).
+            // Expired credentials are only logged, never served.
+            let e = ExchangeError::from(e);
             assert!(matches!(e, ExchangeError::Expired { .. }), "{e:?}");
+            assert_no_leak(body, &e);
             return;
         }
     };
@@ -168,7 +169,8 @@ fuzz_target!(|body: &[u8]| {
     }
     let stale = policy.stale_margin_for(lifetime);
     assert!(stale <= lifetime);
-    let snapshot = Snapshot::new(creds, tokio::time::Instant::now(), lifetime, stale);
+    let snapshot =
+        Store::with_imds().publish(creds, tokio::time::Instant::now(), lifetime, stale);
     let c = &snapshot.credentials;
     let (akid, sk, tok) = (
         c.access_key_id.as_str(),
@@ -176,7 +178,8 @@ fuzz_target!(|body: &[u8]| {
         c.session_token.expose(),
     );
     check_body(&snapshot.body, akid, sk, tok);
-    let imds = check_body(&snapshot.imds_body, akid, sk, tok);
+    let imds_body = snapshot.imds_body.as_ref().expect("an IMDS store renders IMDS");
+    let imds = check_body(imds_body, akid, sk, tok);
     assert_sdk_expiration(
         imds["LastUpdated"]
             .as_str()

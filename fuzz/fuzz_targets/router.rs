@@ -30,17 +30,16 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use clap::Parser as _;
 use credagent::clock::Clock;
-use credagent::exchange::{BoxFuture, Credentials, Exchange, ExchangeError};
-use credagent::metrics::{Metrics, NodeMetrics};
-use credagent::node::cache::{CacheConfig, IdentityCache};
+use credagent::credentials::Credentials;
+use credagent::exchange::{BoxFuture, Exchange, ExchangeError};
 use credagent::node::routes::NodeRoutes;
-use credagent::refresh::RefreshPolicy;
 use credagent::secret::Secret;
 use credagent::server::{
     AuthToken, CredentialsRoutes, Routes, CREDENTIALS_PATH, HEADER_READ_TIMEOUT, MAX_HEAD_BYTES,
 };
-use credagent::store::{Snapshot, Store};
+use credagent::store::Store;
 use http::header::{ALLOW, AUTHORIZATION};
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
@@ -125,34 +124,45 @@ fn rig() -> &'static Rig {
             server_date: None,
         };
         let full = Store::new();
-        full.publish(Snapshot::new(
+        full.publish(
             credentials,
             tokio::time::Instant::now(),
             lifetime,
             Duration::from_secs(300),
-        ));
-
-        let registry = Metrics::new().expect("metrics");
-        let metrics = NodeMetrics::register(registry.registry()).expect("node metrics");
-        let clock = Arc::new(FixedClock);
-        let cache = IdentityCache::new(
-            Arc::new(Refusing),
-            CacheConfig {
-                max_identities: 64,
-                upstream_concurrency: 4,
-                idle_timeout: Duration::from_secs(3600),
-                negative_ttl: Duration::from_secs(5),
-                policy: RefreshPolicy::default(),
-            },
-            clock.clone(),
-            metrics.clone(),
-            tokio_util::sync::CancellationToken::new(),
         );
+
+        // The node agent as `credagent node` builds it, over an upstream
+        // that refuses every token.
+        let cli = credagent::cli::Cli::try_parse_from([
+            "credagent",
+            "node",
+            "--exchange-url",
+            "http://127.0.0.1:1/unused",
+            "--max-identities",
+            "64",
+            "--upstream-concurrency",
+            "4",
+            "--fill-wait",
+            "1s",
+        ])
+        .expect("node flags");
+        let credagent::cli::Command::Node(args) = cli.command else {
+            unreachable!("a node command")
+        };
+        let config = credagent::config::NodeConfig::from_args(&args).expect("node config");
+        let service = credagent::node::Service::new(
+            &config,
+            Some(Arc::new(Refusing)),
+            Some(Arc::new(FixedClock)),
+            Some(Arc::new(|| 0.0)),
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .expect("node service");
         let listen: Vec<SocketAddr> = vec![
             "169.254.170.23:80".parse().unwrap(),
             "[fd00:ec2::23]:80".parse().unwrap(),
         ];
-        let node = NodeRoutes::new(cache, &listen, metrics, clock, Duration::from_secs(1));
+        let node: NodeRoutes = service.routes(&listen);
         Rig {
             rt,
             full: Arc::new(CredentialsRoutes {
@@ -214,7 +224,7 @@ async fn serve_one<R: Routes>(routes: Arc<R>, kind: Kind, input: &[u8]) -> (Vec<
     let seen = Arc::new(Mutex::new(0usize));
     let counter = seen.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
-        let answer = routes.route(&req);
+        let answer = routes.route(&req, "10.0.0.1:40000".parse().expect("a socket address"));
         let counter = counter.clone();
         async move {
             let (_route, rsp) = answer.await;

@@ -524,7 +524,16 @@ def policy(report, rendered):
                     problems.append(f"token file {token} is not the volume's path {tvols[m['name']].get('path')!r}")
             if c.get("args", [None])[1:2] == ["setup-link"]:
                 continue
-            problems += probe_problems(c, "readinessProbe", "/readyz")
+            if mode == "sidecar":
+                # Readiness after start must not follow the upstream: an outage
+                # would pull the whole Pod out of its Services while the last
+                # good credentials are still served. The startupProbe gates
+                # the app's start instead (docs/deploy.md, "Health probes").
+                rp = (c.get("readinessProbe") or {}).get("httpGet", {}).get("path")
+                if rp == "/readyz":
+                    problems.append("readinessProbe on /readyz: an upstream outage would make the app's Pod unready")
+            else:
+                problems += probe_problems(c, "readinessProbe", "/readyz")
             admin = env.get("CREDAGENT_ADMIN_LISTEN", DEFAULT_ADMIN_LISTEN)
             ports = {q.get("name"): q.get("containerPort") for q in c.get("ports", []) or []}
             if ports.get("credagent-admin") != port_of(admin):
@@ -717,6 +726,37 @@ def node_live(report, node_specs, binary, python):
                      "(the reason it runs as UID 0)", ok, [] if ok else res["nonroot_out"])
 
 
+def serve_local_issuer():
+    """Serves an OIDC issuer's discovery document and an empty key set on
+    127.0.0.1 from a thread; returns the issuer URL."""
+    import http.server
+    import threading
+
+    class Issuer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            base = f"http://127.0.0.1:{self.server.server_port}"
+            if self.path == "/.well-known/openid-configuration":
+                body = {"issuer": base, "jwks_uri": base + "/openid/v1/jwks"}
+            elif self.path == "/openid/v1/jwks":
+                body = {"keys": []}
+            else:
+                self.send_error(404)
+                return
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Issuer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_port}"
+
+
 def node_live_inner(plan):
     """Runs inside `unshare --net`: a fresh network namespace, only lo."""
     import fcntl
@@ -739,7 +779,13 @@ def node_live_inner(plan):
         except OSError:
             return None
 
-    main = subprocess.Popen(plan["main"]["argv"], env=plan["main"]["env"], stdout=subprocess.PIPE,
+    env = dict(plan["main"]["env"])
+    if env.get("CREDAGENT_ISSUER"):
+        # The manifest's issuer is a placeholder to fill in; in this network
+        # namespace a local issuer (discovery and an empty key set) stands in,
+        # so that verification is on, as shipped, and /readyz can pass.
+        env["CREDAGENT_ISSUER"] = serve_local_issuer()
+    main = subprocess.Popen(plan["main"]["argv"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 10
     res["readyz"] = None
@@ -927,7 +973,9 @@ def exercise_agents(binary, work):
         deadline = time.time() + 15
         while True:
             status, text = http(f"http://127.0.0.1:{nadmin}/metrics")
-            if "credagent_node_refresh_ahead_total{" in text or time.time() > deadline:
+            # Four fills succeeded; a fifth success is node-6's refresh ahead.
+            ok = re.search(r'^credagent_refreshes_total\{result="ok"\} (\d+)', text, re.M)
+            if (ok and int(ok.group(1)) >= 5) or time.time() > deadline:
                 break
             time.sleep(0.5)
         parse_exposition(text, series)

@@ -203,6 +203,11 @@ impl Service {
     pub fn ready(&self) -> Result<(), String> {
         self.health.ready()
     }
+
+    /// The credentials route over this service, for listeners on `listen`.
+    pub fn routes(&self, listen: &[SocketAddr]) -> NodeRoutes {
+        NodeRoutes::new(self.resolver.clone(), listen, self.node_metrics.clone())
+    }
 }
 
 // === impl Node ===
@@ -235,11 +240,7 @@ impl Node {
             shutdown.clone(),
         )?;
         let server_metrics = Arc::new(ServerMetrics::register(&service.metrics)?);
-        let routes = Arc::new(NodeRoutes::new(
-            service.resolver.clone(),
-            &config.listen,
-            service.node_metrics.clone(),
-        ));
+        let routes = Arc::new(service.routes(&config.listen));
         if allowed_hosts(&config.listen).is_none() {
             warn!("a credentials listener is on a wildcard address: the Host header cannot be checked (DNS-rebinding protection is off)");
         }
