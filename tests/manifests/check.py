@@ -450,7 +450,10 @@ def probe_problems(c, probe, path):
     return problems
 
 
-def aws_problems(c, env, spec, configmaps, namespace):
+def aws_problems(c, env, spec, configmaps, namespace, sidecar=None):
+    """`sidecar` is (the sidecar container, its env), if there is one: an
+    AWS_CONFIG_FILE it writes with --credential-process-dir is checked
+    through the sidecar's flags instead of a ConfigMap."""
     problems = []
     for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE"):
         if k in env:
@@ -465,6 +468,24 @@ def aws_problems(c, env, spec, configmaps, namespace):
         return problems
     m = mount_for(c, cfg)
     vols = {v["name"]: v for v in spec.get("volumes", []) or []}
+    if sidecar and sidecar[1].get("CREDAGENT_CREDENTIAL_PROCESS_DIR"):
+        sc, senv = sidecar
+        pdir = senv["CREDAGENT_CREDENTIAL_PROCESS_DIR"].rstrip("/")
+        if cfg == pdir + "/aws-config":
+            sm = mount_for(sc, cfg)
+            if not m or not sm or m["name"] != sm["name"] or m["mountPath"] != sm["mountPath"]:
+                problems.append(f"{pdir} is not on a volume shared with the sidecar at the same path")
+            elif m.get("readOnly") is not True:
+                problems.append(f"{pdir} should be mounted readOnly in apps")
+            if not (vols.get(sm["name"] if sm else "") or {}).get("emptyDir"):
+                problems.append(f"{pdir} is not an emptyDir (the sidecar writes a ~7 MB binary copy there)")
+            if senv.get("CREDAGENT_S3_ADDRESSING_STYLE") != "virtual":
+                problems.append("the credential-process profile has no s3 addressing_style = virtual "
+                                "(CREDAGENT_S3_ADDRESSING_STYLE)")
+            if senv.get("CREDAGENT_ENDPOINT_URL") != LOTA:
+                problems.append(f"the credential-process profile's endpoint is "
+                                f"{senv.get('CREDAGENT_ENDPOINT_URL')!r}, expected {LOTA}")
+            return problems
     cm_name = ((vols.get(m["name"]) or {}).get("configMap") or {}).get("name") if m else None
     if not cm_name:
         problems.append(f"AWS_CONFIG_FILE {cfg} is not in a mounted ConfigMap")
@@ -594,7 +615,20 @@ def policy(report, rendered):
                     problems.append(f"NO_PROXY does not list {NODE_ADDR}")
             else:
                 continue
-            problems += aws_problems(c, env, spec, configmaps, ns)
+            if sidecars and "AWS_CONTAINER_AUTHORIZATION_TOKEN" in {e["name"] for e in c.get("env", []) or []}:
+                # The variable can only be the sidecar's token if both come
+                # from one Secret: the sidecar's file is that Secret's key.
+                ref = next(e for e in c["env"] if e["name"] == "AWS_CONTAINER_AUTHORIZATION_TOKEN")
+                sref = ((ref.get("valueFrom") or {}).get("secretKeyRef")) or {}
+                sm = mount_for(sidecars[0], auth)
+                vol = ({v["name"]: v for v in spec.get("volumes", []) or []}.get(sm["name"]) or {}) if sm else {}
+                secret = (vol.get("secret") or {}).get("secretName")
+                key = auth[len(sm["mountPath"].rstrip("/")) + 1:] if sm else None
+                if not sref or sref.get("name") != secret or sref.get("key") != key:
+                    problems.append("AWS_CONTAINER_AUTHORIZATION_TOKEN is not the Secret key the sidecar's "
+                                    f"auth token file {auth} is mounted from")
+            problems += aws_problems(c, env, spec, configmaps, ns,
+                                     (sidecars[0], container_env(sidecars[0], ns, configmaps)[0]) if sidecars else None)
             report.problems(f"{where}/{c['name']}: app env (credentials endpoint, token, region, LOTA, addressing)",
                             problems)
 
