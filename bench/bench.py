@@ -13,6 +13,7 @@ run. The last line is `bench: N passed, M failed`.
 """
 
 import argparse
+import base64
 import contextlib
 import http.client
 import json
@@ -72,6 +73,14 @@ def request(addr, method, path, headers=None, body=None, timeout=10):
         return rsp.status, rsp.read()
     finally:
         conn.close()
+
+
+def port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def rss_kib(pid):
@@ -941,7 +950,8 @@ def section_herd(ctx, res):
     listen = f"127.0.0.1:{port}"
     node = ctx.spawn("node", [ctx.shipped, "node", "--listen", listen, "--admin-listen",
                               f"127.0.0.1:{free_port()}", "--exchange-url", standin.url,
-                              "--max-connections", "12000", "--log-level", "warn"])
+                              "--max-connections", "12000", "--max-connections-per-source", "12000",
+                              "--log-level", "warn"])
 
     def listening():
         node.check()
@@ -982,14 +992,168 @@ def section_herd(ctx, res):
                f"in flight; the phase must stay under the agent's 5 s header timeout), then every "
                f"request sent at once (latency: send → whole response; status 0 = no answer). "
                f"The stand-in has no "
-               f"added latency; default --upstream-concurrency 16; --max-connections 12000 "
-               f"so that the {identities * per:,} connections are all served. Node RSS "
-               f"afterwards: {fmt_mib(rss)}."])
+               f"added latency; default --upstream-concurrency 32; --max-connections and "
+               f"--max-connections-per-source 12000 so that the {identities * per:,} connections "
+               f"from one address are all served at once. Node RSS afterwards: {fmt_mib(rss)}."])
+    ctx.stop_all()
+    section_herd_retry(ctx, res)
+
+
+def section_herd_retry(ctx, res):
+    """The herd of issue 13 as clients see it: realistic upstream latency,
+    botocore's timeouts and retries, the agent's default bounds."""
+    identities = 50 if ctx.smoke else 1000
+    per, pods = 10, (10 if ctx.smoke else 250)
+    standin = StandIn(ctx, name="standin-retry")
+    standin.fault(delay_ms=100, sticky=True)
+    tok_path = os.path.join(ctx.workdir, "herd-retry-tokens")
+    with open(tok_path, "w") as f:
+        for i in range(identities):
+            f.write(standin.token(service_account=f"retry-{i:05d}") + "\n")
+    port = free_port()
+    listen = f"127.0.0.1:{port}"
+    node = ctx.spawn("node-retry", [ctx.shipped, "node", "--listen", listen, "--admin-listen",
+                                    f"127.0.0.1:{free_port()}", "--exchange-url", standin.url,
+                                    "--log-level", "warn"])
+    wait_for(lambda: node.check() or port_open(port), 30, "credagent node")
+    before = standin.stats()
+    out = subprocess.run([ctx.tool, "herd-retry", "--addr", listen, "--tokens", tok_path,
+                          "--per", str(per), "--sources", str(pods)],
+                         capture_output=True, text=True, timeout=600)
+    if out.returncode:
+        raise RuntimeError(f"benchtool herd-retry: {out.stderr}")
+    r = json.loads(out.stdout)
+    after = standin.stats()
+    calls = after["calls"] - before["calls"]
+    ok_calls = after["successes"] - before["successes"]
+    rss = node.rss()
+    node.stop()
+    verdict = r["failed"] == 0 and ok_calls == identities and calls == identities
+    res.target("node herd with 100 ms exchanges and botocore-like clients: every client gets "
+               "credentials, one exchange per identity",
+               f"{r['ok']:,}/{r['clients']:,} clients, {calls} upstream calls ({ok_calls} ok) for "
+               f"{identities} identities", None if ctx.smoke else verdict)
+    attempts = ", ".join(f"{n:,}×{a}" for a, n in sorted(((int(a), n) for a, n in r["attempts"].items())))
+    res.table("5b. Node-mode herd as SDK clients see it (upstream +100 ms per exchange)",
+              ["identities × clients", "Pods (source addresses)", "upstream calls", "failed clients",
+               "time to credentials p50", "p99", "max", "attempts (clients×attempt)"],
+              [[f"{identities:,} × {per}", pods, calls, r["failed"], fmt_ms(r["p50_ms"]),
+                fmt_ms(r["p99_ms"]), fmt_ms(r["max_ms"]), attempts]],
+              [f"Every client behaves like botocore's container provider: a new connection per "
+               f"attempt, gives up after 2 s, sleeps 1 s, tries again (until it has credentials). "
+               f"All start at once. The agent runs with its defaults (--upstream-concurrency 32, "
+               f"--fill-wait 5 s, --max-connections 4096, 1024 per source); each exchange takes "
+               f"100 ms at the stand-in, so the {identities:,} first exchanges need at least "
+               f"{identities * 0.1 / 32:.1f} s. Time to credentials: from the start to the answer "
+               f"with credentials, retries included. Node RSS afterwards: {fmt_mib(rss)}."])
     ctx.stop_all()
 
 
 # --------------------------------------------------------------------------
 # section 6: sizes
+
+
+def section_node_memory(ctx, res):
+    """The node agent's RSS at its connection cap: the figures its memory
+    limit is computed from (docs/deploy.md, "Sizing")."""
+    cap = 400 if ctx.smoke else 4096
+    sources = 8
+    standin = StandIn(ctx, name="standin-cap")
+    port = free_port()
+    listen = f"127.0.0.1:{port}"
+    node = ctx.spawn("node-cap", [ctx.shipped, "node", "--listen", listen, "--admin-listen",
+                                  f"127.0.0.1:{free_port()}", "--exchange-url", standin.url,
+                                  "--log-level", "warn"])
+    wait_for(lambda: node.check() or port_open(port), 30, "credagent node")
+    time.sleep(1)
+    rows = []
+    idle = node.rss()
+    rows.append(["idle, no identities, no connections", fmt_mib(idle), "", ""])
+    token = standin.token(service_account="cap")
+    tok_file = os.path.join(ctx.workdir, "cap-token")
+    with open(tok_file, "w") as f:
+        f.write(token)
+    status, _ = request(listen, "GET", "/v1/credentials", {"Authorization": token})
+    if status != 200:
+        raise RuntimeError(f"node answered {status}")
+    base = node.rss()
+
+    def hold(token_file, pending):
+        p = subprocess.Popen([ctx.tool, "conns", "--addr", listen, "--n", str(cap), "--auth-file",
+                              token_file, "--sources", str(sources), "--pending", "1" if pending else "0"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            line = p.stdout.readline().split()
+            if not line or line[0] != "ready":
+                raise RuntimeError(f"benchtool conns: {line}")
+            time.sleep(0.5)
+            return node.rss(), int(line[1]), int(line[2])
+        finally:
+            p.stdin.close()
+            p.wait(30)
+
+    rss, ok, failed = hold(tok_file, False)
+    per_idle = (rss - base) / cap
+    rows.append([f"{cap:,} keep-alive connections from {sources} Pods, each answered (a hit)",
+                 fmt_mib(rss), f"{per_idle:.1f} KiB/connection", f"{ok} answered 200, {failed} failed"])
+    time.sleep(6)  # the agent closes idle connections after 5 s
+    # The worst a connection holds for long: a request with an 8 KiB token
+    # (node mode's largest) waiting on a fill the upstream never answers.
+    standin.fault(hang=True, sticky=True)
+    big = os.path.join(ctx.workdir, "cap-big-token")
+    header = base64.urlsafe_b64encode(b'{"alg":"RS256"}').decode().rstrip("=")
+    pad = "x" * 7000
+    payload = base64.urlsafe_b64encode(json.dumps(
+        {"sub": "big", "exp": int(time.time()) + 3600, "pad": pad}).encode()).decode().rstrip("=")
+    with open(big, "w") as f:
+        f.write(f"{header}.{payload[:8000]}.c2ln"[:8192])
+    before = node.rss()
+    rss2, sent, _ = hold(big, True)
+    per_pending = (rss2 - before) / cap
+    rows.append([f"{cap:,} connections each holding an 8 KiB-token request on a pending fill",
+                 fmt_mib(rss2), f"{per_pending:.1f} KiB/connection", f"{sent} requests sent"])
+    standin.fault(clear=True)
+    node.stop()
+    res.target("node RSS at its connection cap (4,096 pending 8 KiB requests) ≤ 128 MiB",
+               fmt_mib(rss2), None if ctx.smoke else rss2 <= 128 * 1024)
+    res.table("7. Node agent at its connection cap", ["state", "RSS", "", "detail"], rows,
+              [f"The shipped binary with its defaults (--max-connections 4096, 1024 per source "
+               f"address); connections from {sources} loopback addresses. docs/deploy.md "
+               f"(\"Sizing\") turns these figures into the DaemonSet's memory limit."])
+    ctx.stop_all()
+
+
+def section_credential_process(ctx, res):
+    """What the credential_process fallback costs a client: one process start
+    per fetch."""
+    n = 10 if ctx.smoke else 100
+    standin = StandIn(ctx, name="standin-cp")
+    tokens = ctx.token_volume(standin, name="tokens-cp")
+    sc = Sidecar(ctx, standin, tokens, name="sidecar-cp")
+    url = f"http://{sc.listen}/v1/credentials"
+    argv = [ctx.shipped, "credential-process", "--url", url, "--auth-token-file", sc.auth_file]
+    times = []
+    for _ in range(n):
+        t0 = now()
+        out = subprocess.run(argv, capture_output=True, timeout=10)
+        times.append((now() - t0) * 1e3)
+        if out.returncode:
+            raise RuntimeError(f"credential-process: {out.stderr!r}")
+    gets = []
+    for _ in range(n):
+        t0 = now()
+        status, _ = sc.credentials()
+        gets.append((now() - t0) * 1e3)
+    res.table("8. The credential_process fallback: one process per fetch",
+              ["what", "p50", "p99", "max", "runs"],
+              [["`credagent credential-process` (spawn → JSON on stdout → exit)", fmt_ms(median(times)),
+                fmt_ms(pct(times, 0.99)), fmt_ms(max(times)), n],
+               ["the same credentials by GET (a container-credentials client)", fmt_ms(median(gets)),
+                fmt_ms(pct(gets, 0.99)), fmt_ms(max(gets)), n]],
+              ["An SDK runs the process when its cached credentials near expiry (botocore: 15 min "
+               "before; the CRT: 5 min), so with hour-long credentials this is a few runs an hour "
+               "per process, not per request."])
+    ctx.stop_all()
 
 
 def section_size(ctx, res):
@@ -1023,6 +1187,8 @@ SECTIONS = [
     (4, "sdk-direct", section_sdk),
     (5, "node herd", section_herd),
     (6, "size", section_size),
+    (7, "node memory", section_node_memory),
+    (8, "credential-process", section_credential_process),
 ]
 
 

@@ -1,11 +1,20 @@
 //! The load and measurement clients behind `bench/run.sh` (see BENCHMARKS.md).
 //!
 //! ```text
-//! benchtool conns --addr ADDR --n N --auth-file PATH
+//! benchtool conns --addr ADDR --n N --auth-file PATH [--sources K] [--pending 1]
 //!     Opens N keep-alive connections, sends one authorized GET /v1/credentials
 //!     on each, prints `ready <ok> <failed>` and keeps them open. Each line on
 //!     stdin is answered with `open <K>` (connections the server has not
-//!     closed); EOF closes them all and exits.
+//!     closed); EOF closes them all and exits. With --sources K the
+//!     connections come from K loopback addresses (127.4.0.1...), as from K
+//!     Pods; with --pending 1 the answers are not awaited (`ready` once all
+//!     requests are sent: a node agent holding them on a fill).
+//! benchtool herd-retry --addr ADDR --tokens PATH --per N --sources K
+//!     Node-mode herd of clients that behave like botocore's container
+//!     provider: each gives up after 2 s, sleeps 1 s and tries again until
+//!     it has credentials (at most 60 attempts). The i-th token's clients
+//!     come from address i mod K (127.3.x.y). Prints one JSON line: time to
+//!     credentials per client (p50/p99/max), attempts, failures.
 //! benchtool herd --addr ADDR --tokens PATH --per N
 //!     Node-mode herd: for every token in PATH (one per line), N connections.
 //!     All connections are opened first, then every request is sent at once;
@@ -68,10 +77,12 @@ fn main() {
         match args.first().map(String::as_str) {
             Some("conns") => conns(&Flags::parse(&args[1..])?).await,
             Some("herd") => herd(&Flags::parse(&args[1..])?).await,
+            Some("herd-retry") => herd_retry(&Flags::parse(&args[1..])?).await,
             Some("token-pickup") => token_pickup(&Flags::parse(&args[1..])?).await,
-            _ => {
-                Err("usage: benchtool conns|herd|token-pickup|sdk-client [--flag value]...".into())
-            }
+            _ => Err(
+                "usage: benchtool conns|herd|herd-retry|token-pickup|sdk-client [--flag value]..."
+                    .into(),
+            ),
         }
     });
     if let Err(e) = result {
@@ -108,6 +119,31 @@ impl Flags {
     fn num(&self, name: &str) -> Result<usize, Error> {
         Ok(self.get(name)?.parse()?)
     }
+
+    fn num_or(&self, name: &str, default: usize) -> Result<usize, Error> {
+        match self.0.iter().find(|(n, _)| n == name) {
+            Some((_, v)) => Ok(v.parse()?),
+            None => Ok(default),
+        }
+    }
+}
+
+/// Connects to `addr` from the local address `source` (`None`: any).
+async fn connect_from(
+    source: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+) -> std::io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect(addr).await;
+    };
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(addr).await
+}
+
+/// The `k`-th of `n` loopback source addresses under `127.PREFIX.0.0/16`.
+fn source(prefix: u8, k: usize) -> std::net::IpAddr {
+    std::net::IpAddr::from([127, prefix, (k / 250) as u8, 1 + (k % 250) as u8])
 }
 
 /// Sends one GET with these extra header lines and reads the answer; returns
@@ -190,20 +226,28 @@ async fn connect_all(addr: SocketAddr, n: usize) -> Result<Vec<TcpStream>, Error
 async fn conns(flags: &Flags) -> Result<(), Error> {
     let addr: SocketAddr = flags.get("addr")?.parse()?;
     let n = flags.num("n")?;
+    let sources = flags.num_or("sources", 0)?;
+    let pending = flags.num_or("pending", 0)? == 1;
     let auth = std::fs::read_to_string(flags.get("auth-file")?)?;
     let req = Arc::new(request(&addr.to_string(), auth.trim()));
     // Connect and ask at once on each connection: the server closes a
     // connection that sends no request head within its header timeout.
     let permits = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
     let mut set = JoinSet::new();
-    for _ in 0..n {
+    for i in 0..n {
         let permit = permits.clone().acquire_owned().await?;
         let req = req.clone();
+        let from = (sources > 0).then(|| source(4, i % sources));
         set.spawn(async move {
             let mut buf = Vec::with_capacity(1024);
-            let mut stream = TcpStream::connect(addr).await.ok()?;
+            let mut stream = connect_from(from, addr).await.ok()?;
             let _ = stream.set_nodelay(true);
-            let status = get(&mut stream, &req, &mut buf).await.unwrap_or(0);
+            let status = if pending {
+                stream.write_all(&req).await.ok()?;
+                200
+            } else {
+                get(&mut stream, &req, &mut buf).await.unwrap_or(0)
+            };
             drop(permit);
             Some((status, stream))
         });
@@ -309,6 +353,88 @@ async fn herd(flags: &Flags) -> Result<(), Error> {
         "{{\"requests\":{n},\"ok\":{},\"failed\":{failed},\"statuses\":{{{}}},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"max_ms\":{:.3},\"wall_ms\":{wall_ms:.3},\"connect_ms\":{connect_ms:.3}}}",
         n - failed,
         statuses.join(","),
+        pct(0.50),
+        pct(0.99),
+        pct(1.0),
+    );
+    Ok(())
+}
+
+// === herd-retry ===
+
+async fn herd_retry(flags: &Flags) -> Result<(), Error> {
+    const TIMEOUT: Duration = Duration::from_secs(2);
+    const SLEEP: Duration = Duration::from_secs(1);
+    const MAX_ATTEMPTS: u32 = 60;
+    let addr: SocketAddr = flags.get("addr")?.parse()?;
+    let per = flags.num("per")?;
+    let sources = flags.num("sources")?.max(1);
+    let tokens: Vec<String> = std::fs::read_to_string(flags.get("tokens")?)?
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let host = addr.to_string();
+    let (go_tx, go_rx) = watch::channel(false);
+    let mut set = JoinSet::new();
+    for (i, token) in tokens.iter().enumerate() {
+        let req = Arc::new(request(&host, token));
+        let from = source(3, i % sources);
+        for _ in 0..per {
+            let (req, mut go) = (req.clone(), go_rx.clone());
+            set.spawn(async move {
+                let _ = go.wait_for(|g| *g).await;
+                let started = Instant::now();
+                let mut buf = Vec::with_capacity(1024);
+                for attempt in 1..=MAX_ATTEMPTS {
+                    let once = async {
+                        let mut stream = connect_from(Some(from), addr).await?;
+                        let _ = stream.set_nodelay(true);
+                        get(&mut stream, &req, &mut buf).await
+                    };
+                    if let Ok(Ok(200)) = tokio::time::timeout(TIMEOUT, once).await {
+                        return Some((started.elapsed(), attempt));
+                    }
+                    tokio::time::sleep(SLEEP).await;
+                }
+                None
+            });
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t0 = Instant::now();
+    go_tx.send_replace(true);
+    let mut times = Vec::new();
+    let mut attempts = std::collections::BTreeMap::<u32, usize>::new();
+    let mut failed = 0usize;
+    while let Some(joined) = set.join_next().await {
+        match joined? {
+            Some((t, a)) => {
+                times.push(t);
+                *attempts.entry(a).or_default() += 1;
+            }
+            None => failed += 1,
+        }
+    }
+    let wall_ms = t0.elapsed().as_secs_f64() * 1e3;
+    times.sort();
+    let pct = |p: f64| -> f64 {
+        if times.is_empty() {
+            return 0.0;
+        }
+        let idx = ((times.len() as f64 * p).ceil() as usize).clamp(1, times.len()) - 1;
+        times[idx].as_secs_f64() * 1e3
+    };
+    let attempts: Vec<String> = attempts
+        .iter()
+        .map(|(a, c)| format!("\"{a}\":{c}"))
+        .collect();
+    println!(
+        "{{\"clients\":{},\"ok\":{},\"failed\":{failed},\"attempts\":{{{}}},\"p50_ms\":{:.1},\"p99_ms\":{:.1},\"max_ms\":{:.1},\"wall_ms\":{wall_ms:.1}}}",
+        tokens.len() * per,
+        times.len(),
+        attempts.join(","),
         pct(0.50),
         pct(0.99),
         pct(1.0),
