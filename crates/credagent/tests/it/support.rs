@@ -82,13 +82,14 @@ fn rand_suffix() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
-/// The test kit's `credagent-standin` binary: built beside this crate's
-/// binary by `cargo test --workspace` (what scripts/test.sh runs).
+/// The test kit's `credagent-standin` binary, beside this crate's binary:
+/// scripts/test.sh builds it before `cargo test` (which builds only this
+/// package's binaries for its integration tests).
 pub fn standin_bin() -> PathBuf {
     let bin = Path::new(env!("CARGO_BIN_EXE_credagent")).with_file_name("credagent-standin");
     assert!(
         bin.exists(),
-        "{} is missing: run the tests with `cargo test --workspace` (or `cargo build -p credagent-testkit`)",
+        "{} is missing: `cargo build -p credagent-testkit --bin credagent-standin` first (scripts/test.sh does)",
         bin.display()
     );
     bin
