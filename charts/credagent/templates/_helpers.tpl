@@ -86,13 +86,6 @@ CREDAGENT_EXCHANGE_URL: {{ $u.exchangeUrl | quote }}
 {{- end -}}
 {{- end -}}
 
-{{/* extraEnv: a map of CREDAGENT_* names to values, as ConfigMap data. */}}
-{{- define "credagent.extraEnv" -}}
-{{- range $k, $v := . }}
-{{ $k }}: {{ $v | toString | quote }}
-{{- end }}
-{{- end -}}
-
 {{/* Namespaces the webhook is never sent Pods from: its own, kube-system, and webhook.excludeNamespaces. */}}
 {{- define "credagent.webhook.excludedNamespaces" -}}
 {{- $ns := list .Release.Namespace "kube-system" -}}
