@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what it needs, then
 # runs the format check, clippy, every test (unit, integration, real AWS SDK
-# clients), the manifest checks, a fuzz smoke run and a benchmark smoke run.
+# clients), the manifest and Helm chart checks, a fuzz smoke run and a benchmark
+# smoke run.
 # Each part ends with a line "NAME: N passed, M failed"; the last line sums them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,6 +56,9 @@ part ./tests/interop/run.sh
 
 step "manifests: kustomize render, kubernetes-validate, monitoring, --check-config, lint"
 part ./scripts/check-manifests.sh
+
+step "helm chart: lint, render, kubernetes-validate, golden, schema, labels, --check-config, the helm test script"
+part ./scripts/check-helm.sh
 
 step "fuzz smoke: each target for 10 s"
 part ./fuzz/run.sh 10
