@@ -30,7 +30,10 @@ Checks:
   webhook      Deployment, PDB, Service, TLS Secret or Certificate,
                MutatingWebhookConfiguration and RBAC agree with each other
   tls          the generated serving certificate verifies against the caBundle,
-               names the Service and matches its key
+               names the Service and matches its key; it is kept across
+               upgrades: `helm template --dry-run=server` against a fake API
+               server (discovery and GET only) reuses the Secret it finds,
+               byte for byte, and makes a new one when it finds none
   node         the memory limit is the Sizing formula of its bounds; the
                DaemonSet's containers run (node-live, root only)
   check-config `credagent <args> --check-config` with the exact args and env
@@ -629,6 +632,128 @@ def tls_check(report, rendered, work):
                         "serverAuth, validity as set, its key matches", problems)
 
 
+class FakeAPIServer:
+    """Just enough of a Kubernetes API server for `helm template --dry-run=server`:
+    discovery for the chart's kinds, and GET of one Secret (else 404)."""
+
+    GROUPS = {
+        "apps/v1": [("deployments", "Deployment", True), ("daemonsets", "DaemonSet", True)],
+        "policy/v1": [("poddisruptionbudgets", "PodDisruptionBudget", True)],
+        "admissionregistration.k8s.io/v1": [("mutatingwebhookconfigurations", "MutatingWebhookConfiguration", False)],
+        "rbac.authorization.k8s.io/v1": [("clusterroles", "ClusterRole", False),
+                                         ("clusterrolebindings", "ClusterRoleBinding", False)],
+        "monitoring.coreos.com/v1": [("podmonitors", "PodMonitor", True), ("prometheusrules", "PrometheusRule", True)],
+        "cert-manager.io/v1": [("certificates", "Certificate", True), ("issuers", "Issuer", True)],
+    }
+    CORE = [("secrets", "Secret", True), ("configmaps", "ConfigMap", True), ("serviceaccounts", "ServiceAccount", True),
+            ("services", "Service", True), ("pods", "Pod", True), ("namespaces", "Namespace", False)]
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        fake = self
+        self.secret = None
+        self.gets = []
+
+        def resources(gv, res):
+            return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": [
+                {"name": n, "singularName": k.lower(), "namespaced": ns, "kind": k, "verbs": ["get", "list", "create"]}
+                for n, k, ns in res]}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def reply(self, code, body):
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                path = self.path.split("?")[0]
+                fake.gets.append(path)
+                if path == "/version":
+                    return self.reply(200, {"major": "1", "minor": "31", "gitVersion": "v1.31.0"})
+                if path == "/api":
+                    return self.reply(200, {"kind": "APIVersions", "versions": ["v1"]})
+                if path == "/apis":
+                    groups = []
+                    for gv in fake.GROUPS:
+                        g, v = gv.split("/")
+                        ver = {"groupVersion": gv, "version": v}
+                        groups.append({"name": g, "versions": [ver], "preferredVersion": ver})
+                    return self.reply(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+                if path == "/api/v1":
+                    return self.reply(200, resources("v1", fake.CORE))
+                if path.startswith("/apis/") and path[6:] in fake.GROUPS:
+                    return self.reply(200, resources(path[6:], fake.GROUPS[path[6:]]))
+                sec = fake.secret
+                if sec and path == f"/api/v1/namespaces/{sec['metadata']['namespace']}/secrets/{sec['metadata']['name']}":
+                    return self.reply(200, sec)
+                self.reply(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
+                                 "code": 404})
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def kubeconfig(self, path):
+        path.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+            "users": [{"name": "fake", "user": {"token": "fake"}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}]}))
+        return path
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def tls_kept_check(report, helm, work):
+    """The generated certificate survives an upgrade: with the Secret in the
+    cluster, lookup hands it back and the render reuses it."""
+    fake = FakeAPIServer()
+    try:
+        kubeconfig = fake.kubeconfig(work / "fake-kubeconfig")
+
+        def render():
+            p = run([helm.binary, "template", RELEASE, CHART, "-n", NAMESPACE, "-f", CHART / "ci" / "default-values.yaml",
+                     "--dry-run=server", "--disable-openapi-validation"], env=dict(helm.env, KUBECONFIG=str(kubeconfig)))
+            if p.returncode != 0:
+                raise RuntimeError(p.stderr.strip()[-400:])
+            docs = mc.load_docs(p.stdout)
+            secret = [d for d in kind_of(docs, "Secret") if d.get("type") == "kubernetes.io/tls"][0]
+            bundles = {e["clientConfig"].get("caBundle") for e in kind_of(docs, "MutatingWebhookConfiguration")[0]["webhooks"]}
+            return secret, bundles
+
+        try:
+            first, bundles1 = render()
+            looked_up = f"/api/v1/namespaces/{NAMESPACE}/secrets/{name_of(first)}" in fake.gets
+            report.check("a first install (no Secret in the cluster) looks the Secret up and generates one",
+                         looked_up and bundles1 == {first["data"]["ca.crt"]}, [] if looked_up else ["no lookup seen"])
+            fake.secret = dict(first, metadata=dict(first["metadata"], annotations={
+                "meta.helm.sh/release-name": RELEASE, "meta.helm.sh/release-namespace": NAMESPACE}))
+            again, bundles2 = render()
+            same = again["data"] == first["data"] and bundles2 == bundles1
+            report.check("an upgrade (the Secret in the cluster) keeps the CA, certificate, key and caBundle byte for byte",
+                         same, [] if same else ["the upgrade generated new certificate material"])
+            broken = dict(fake.secret, data={k: v for k, v in first["data"].items() if k != "tls.key"})
+            fake.secret = broken
+            fresh, bundles3 = render()
+            renewed = fresh["data"]["ca.crt"] != first["data"]["ca.crt"] and bundles3 == {fresh["data"]["ca.crt"]}
+            report.check("a Secret missing tls.key is replaced by a new CA and certificate, with the caBundle to match",
+                         renewed)
+        except (RuntimeError, IndexError, KeyError) as e:
+            report.check("helm template --dry-run=server against the fake API server", False, str(e))
+    finally:
+        fake.close()
+
+
 def node_memory(n):
     kib = 8 * 1024 + 11.5 * n["maxIdentities"] + 20 * n["maxConnections"] + 8 * n["maxPendingFills"]
     mib = kib * 4 / 3 / 1024
@@ -925,6 +1050,7 @@ def main():
         policy_check(report, rendered)
         webhook_check(report, rendered)
         tls_check(report, rendered, work)
+        tls_kept_check(report, helm, work)
         node_check(report, rendered, binary)
         check_config_check(report, rendered, binary)
         helm_test_check(report, rendered, binary, work)
