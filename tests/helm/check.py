@@ -336,6 +336,31 @@ def required_check(report, helm):
     report.check("monitoring alone needs neither image nor upstream", p.returncode == 0, p.stderr.strip()[-300:])
 
 
+def existing_configmap_check(report, helm):
+    """webhook/node.existingConfigMap: the workload reads the named ConfigMap, the
+    chart renders none of its own (how kustomize overlays are rendered)."""
+    sets = ["image.repository=credagent", "webhook.existingConfigMap=credagent-webhook",
+            "node.enabled=true", "node.existingConfigMap=credagent-node"]
+    p = helm.template(sets=sets)
+    if p.returncode != 0:
+        report.check("webhook.existingConfigMap and node.existingConfigMap render without upstream values", False,
+                     p.stderr.strip()[-300:])
+        return
+    docs = mc.load_docs(p.stdout)
+    problems = []
+    if kind_of(docs, "ConfigMap"):
+        problems.append(f"ConfigMaps rendered: {[name_of(d) for d in kind_of(docs, 'ConfigMap')]}")
+    for kind, want in (("Deployment", "credagent-webhook"), ("DaemonSet", "credagent-node")):
+        for d in kind_of(docs, kind):
+            refs = [e["configMapRef"]["name"] for e in d["spec"]["template"]["spec"]["containers"][0].get("envFrom", [])]
+            if refs != [want]:
+                problems.append(f"{kind} {name_of(d)} reads {refs}, expected [{want!r}]")
+            if "checksum/config" in (d["spec"]["template"]["metadata"].get("annotations") or {}):
+                problems.append(f"{kind} {name_of(d)}: a checksum of a ConfigMap the chart does not render")
+    report.problems("webhook.existingConfigMap and node.existingConfigMap: the workloads read them, the chart renders "
+                    "no ConfigMap and needs no upstream value", problems)
+
+
 def label_problems(docs, release):
     problems = []
     for d in docs:
@@ -1046,6 +1071,7 @@ def main():
         golden_check(report, helm)
         schema_check(report, helm, work)
         required_check(report, helm)
+        existing_configmap_check(report, helm)
         labels_check(report, helm, rendered)
         policy_check(report, rendered)
         webhook_check(report, rendered)
