@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what it needs, then
 # runs the format check, clippy, every test (unit, integration, real AWS SDK
-# and data-loader clients), the manifest checks, the admission webhook's
-# patches, a fuzz smoke run and a benchmark smoke run.
+# and data-loader clients), the manifest and Helm chart checks, the admission
+# webhook's patches, a fuzz smoke run and a benchmark smoke run.
 # Each part ends with a line "NAME: N passed, M failed"; the last line sums them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,6 +62,9 @@ part ./scripts/check-manifests.sh
 
 step "admission webhook: every fixture's patch applied with jsonpatch, validated with kubernetes-validate"
 part ./tests/webhook/run.sh
+
+step "helm chart: lint, render, kubernetes-validate, golden, schema, labels, --check-config, the helm test script"
+part ./scripts/check-helm.sh
 
 step "fuzz smoke: each target for 10 s"
 part ./fuzz/run.sh 10
