@@ -16,3 +16,5 @@ mod server;
 mod support;
 mod surfaces;
 mod upstream;
+mod webhook;
+mod webhook_compat;
