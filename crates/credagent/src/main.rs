@@ -291,11 +291,22 @@ async fn webhook(
     config: credagent::config::WebhookConfig,
     inject: credagent::webhook::InjectConfig,
 ) -> anyhow::Result<()> {
-    let shutdown = credagent::shutdown::on_signal()?;
+    let signal = credagent::shutdown::on_signal()?;
+    let stop = tokio_util::sync::CancellationToken::new();
     let webhook =
-        credagent::webhook::Webhook::start(&config, inject, Default::default(), shutdown.clone())
+        credagent::webhook::Webhook::start(&config, inject, Default::default(), stop.clone())
             .await?;
-    shutdown.cancelled().await;
+    signal.cancelled().await;
+    // The endpoint is leaving the Service; the API server may still pick it
+    // for a moment, and a refused connection is a failed admission.
+    if !config.shutdown_delay.is_zero() {
+        tracing::info!(
+            delay_ms = config.shutdown_delay.as_millis() as u64,
+            "still serving while the endpoint is removed"
+        );
+        tokio::time::sleep(config.shutdown_delay).await;
+    }
+    stop.cancel();
     webhook.wait().await;
     tracing::info!("credagent stopped");
     Ok(())

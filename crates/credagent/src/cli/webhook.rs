@@ -168,6 +168,15 @@ pub struct WebhookArgs {
     )]
     pub max_connections: usize,
 
+    /// After SIGTERM, keep serving this long (while the endpoint leaves the Service), then drain.
+    #[arg(
+        long,
+        env = "CREDAGENT_SHUTDOWN_DELAY",
+        default_value = "5s",
+        value_name = "DURATION"
+    )]
+    pub shutdown_delay: String,
+
     /// Validate the configuration (flags and environment), print it, and exit.
     #[arg(long)]
     pub check_config: bool,

@@ -39,6 +39,8 @@ pub struct WebhookConfig {
     pub body_timeout: Duration,
     /// Connections open at once on the HTTPS listener.
     pub max_connections: usize,
+    /// How long to keep serving after SIGTERM before draining.
+    pub shutdown_delay: Duration,
     /// What is injected.
     pub inject: InjectSettings,
 }
@@ -120,6 +122,11 @@ impl WebhookConfig {
         if args.max_connections == 0 {
             return Err(ConfigError::new("--max-connections", "must be > 0"));
         }
+        let shutdown_delay = parse_duration(&args.shutdown_delay)
+            .map_err(|e| ConfigError::new("--shutdown-delay", e))?;
+        if shutdown_delay > Duration::from_secs(60) {
+            return Err(ConfigError::new("--shutdown-delay", "must be at most 60s"));
+        }
         Ok(Self {
             listen: args.listen,
             admin_listen: args.admin_listen,
@@ -128,6 +135,7 @@ impl WebhookConfig {
             max_body_bytes: args.max_body_bytes,
             body_timeout,
             max_connections: args.max_connections,
+            shutdown_delay,
             inject: inject_settings(args)?,
         })
     }
@@ -260,6 +268,7 @@ mod tests {
         assert_eq!(flag(&["--body-timeout", "0s"]), "--body-timeout");
         assert_eq!(flag(&["--tls-cert-file", "/"]), "--tls-cert-file");
         assert_eq!(flag(&["--max-connections", "0"]), "--max-connections");
+        assert_eq!(flag(&["--shutdown-delay", "2m"]), "--shutdown-delay");
         let c = config(&[
             "--token-expiration",
             "86400",
