@@ -1,12 +1,14 @@
-// Validates the Prometheus Operator objects (PodMonitor, PrometheusRule) in
-// rendered manifests, which kubernetes-validate has no schema for.
+// Validates the custom resources in rendered manifests, which kubernetes-validate
+// has no schema for: the Prometheus Operator's (PodMonitor, PrometheusRule) and
+// cert-manager's (Issuer, Certificate).
 //
 //   node validate_crds.mjs TOOLS_DIR RENDERED.json
 //
 // TOOLS_DIR is the `npm ci` of tests/manifests/package.json
 // (target/manifests-tools); RENDERED.json a JSON array of the objects to check.
-// Two checks per object, both from @kubernetes-models/prometheus-operator
-// (generated from the operator's Go API types, monitoring.coreos.com/v1):
+// Two checks per object, both from @kubernetes-models/prometheus-operator and
+// @kubernetes-models/cert-manager (generated from the operators' published CRD
+// schemas, monitoring.coreos.com/v1 and cert-manager.io/v1):
 //
 // 1. schema: the package's JSON-schema validator (types, required fields,
 //    enums, duration patterns);
@@ -24,8 +26,11 @@ import { pathToFileURL } from "node:url";
 
 const [toolsDir, renderedPath] = process.argv.slice(2);
 const objects = JSON.parse(readFileSync(renderedPath, "utf8"));
-const pkg = join(toolsDir, "node_modules", "@kubernetes-models", "prometheus-operator", "monitoring.coreos.com", "v1");
-const KINDS = new Set(["PodMonitor", "PrometheusRule", "ServiceMonitor", "Probe"]);
+// apiVersion -> (package, kinds it models).
+const MODELS = {
+  "monitoring.coreos.com/v1": ["prometheus-operator", new Set(["PodMonitor", "PrometheusRule", "ServiceMonitor", "Probe"])],
+  "cert-manager.io/v1": ["cert-manager", new Set(["Certificate", "Issuer", "ClusterIssuer"])],
+};
 
 const results = [];
 const tsLines = [];
@@ -33,12 +38,14 @@ for (const [i, obj] of objects.entries()) {
   const name = obj?.metadata?.name ?? `#${i}`;
   const result = { kind: obj.kind, name, ok: true, errors: [] };
   results.push(result);
-  if (obj.apiVersion !== "monitoring.coreos.com/v1" || !KINDS.has(obj.kind)) {
+  const model = MODELS[obj.apiVersion];
+  if (!model || !model[1].has(obj.kind)) {
     result.ok = false;
     result.errors.push(`no model for ${obj.apiVersion} ${obj.kind}`);
     continue;
   }
-  const mod = await import(pathToFileURL(join(pkg, `${obj.kind}.js`)).href);
+  const pkgName = `@kubernetes-models/${model[0]}/${obj.apiVersion}`;
+  const mod = await import(pathToFileURL(join(toolsDir, "node_modules", pkgName, `${obj.kind}.js`)).href);
   try {
     new mod[obj.kind](obj).validate();
   } catch (e) {
@@ -46,7 +53,7 @@ for (const [i, obj] of objects.entries()) {
     result.errors.push(`schema: ${e.message}`);
   }
   tsLines.push(
-    `import type { I${obj.kind} as T${i} } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/${obj.kind}";`,
+    `import type { I${obj.kind} as T${i} } from "${pkgName}/${obj.kind}";`,
     `// object ${i}`,
     `export const o${i}: T${i} = ${JSON.stringify(obj, null, 2)};`,
   );
