@@ -122,7 +122,9 @@ async fn mutate(
     max: usize,
     timeout: Duration,
 ) -> (Response<Body>, Outcome) {
-    let failed = |status, reason, message: String| {
+    // Not a decision: one warning line, never quoting the body.
+    let failed = |status: StatusCode, reason, message: String| {
+        warn!(status = status.as_u16(), reason, error = %message, "request not answered with a decision");
         (
             json_error(status, &message),
             Outcome {
@@ -178,7 +180,6 @@ async fn mutate(
     let review = match parse(&body) {
         Ok(r) => r,
         Err(e) => {
-            warn!(error = %e, "not an AdmissionReview");
             return failed(StatusCode::BAD_REQUEST, "not_a_review", e.to_string());
         }
     };
