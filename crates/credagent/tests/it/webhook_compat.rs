@@ -1,7 +1,8 @@
 //! CoreWeave compatibility against a fake Kubernetes API server (HTTPS,
 //! in the test): the ServiceAccount list (two pages), a watch stream
 //! (modified, added, bookmark, deleted, then 410 Gone), the relist, a live
-//! GET on a cache miss, and a token file rotated between requests.
+//! GET on a cache miss, and a token file rotated between requests; the
+//! tokens and the serving key never reach a log line or /metrics.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -209,8 +210,42 @@ fn pod_with(service_account: &str, opt_out: bool) -> Vec<u8> {
     serde_json::to_vec(&review).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// The two API tokens kubelet writes (shaped like real ones: never logged).
+const TOKEN_1: &str = "eyJhbGciOiJSUzI1NiJ9.compat-api-token-one-7f3a9c.c2lnbmF0dXJl";
+const TOKEN_2: &str = "eyJhbGciOiJSUzI1NiJ9.compat-api-token-two-41d8e2.c2lnbmF0dXJl";
+
+/// Everything logged while the test runs (trace level, every target).
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+// One thread, so that the subscriber set for this test sees every task.
+#[tokio::test(flavor = "current_thread")]
 async fn compat_mode_follows_the_service_accounts() {
+    let logs = Captured::default();
+    let _subscriber = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(logs.clone())
+            .finish(),
+    );
     let fake = Arc::new(Fake {
         seen: Mutex::new(Seen::default()),
         allow_list: Notify::new(),
@@ -220,7 +255,8 @@ async fn compat_mode_follows_the_service_accounts() {
     let sa_dir = tempfile::tempdir().unwrap();
     std::fs::write(sa_dir.path().join("ca.crt"), ca_pem).unwrap();
     std::fs::write(sa_dir.path().join("namespace"), "credagent-system").unwrap();
-    credagent_testkit::kubelet::atomic_write(sa_dir.path(), "token", b"token-1", 0o644).unwrap();
+    credagent_testkit::kubelet::atomic_write(sa_dir.path(), "token", TOKEN_1.as_bytes(), 0o644)
+        .unwrap();
     let kube = KubeConfig::from_parts(
         Some("127.0.0.1".into()),
         Some(addr.port().to_string()),
@@ -309,7 +345,8 @@ async fn compat_mode_follows_the_service_accounts() {
 
     // kubelet rotates the API token; then the watch deletes one account
     // and expires (410): the reflector lists again, with the new token.
-    credagent_testkit::kubelet::atomic_write(sa_dir.path(), "token", b"token-2", 0o644).unwrap();
+    credagent_testkit::kubelet::atomic_write(sa_dir.path(), "token", TOKEN_2.as_bytes(), 0o644)
+        .unwrap();
     fake.release_watch.notify_one();
     until("the relist after 410", || fake.seen.lock().watches == 2).await;
     let restarts = metric(
@@ -332,18 +369,41 @@ async fn compat_mode_follows_the_service_accounts() {
         let seen = fake.seen.lock();
         let tokens: Vec<&str> = seen.requests.iter().map(|(_, a)| a.as_str()).collect();
         assert!(
-            tokens[..5].iter().all(|t| *t == "Bearer token-1"),
+            tokens[..5]
+                .iter()
+                .all(|t| *t == format!("Bearer {TOKEN_1}")),
             "{tokens:?}"
         );
-        assert_eq!(tokens.last(), Some(&"Bearer token-2"), "{tokens:?}");
+        assert_eq!(
+            tokens.last().copied(),
+            Some(format!("Bearer {TOKEN_2}").as_str()),
+            "{tokens:?}"
+        );
         let relist = seen
             .requests
             .iter()
             .rposition(|(p, _)| p == "/api/v1/serviceaccounts?limit=500")
             .unwrap();
         assert_eq!(
-            seen.requests[relist].1, "Bearer token-2",
+            seen.requests[relist].1,
+            format!("Bearer {TOKEN_2}"),
             "the relist used the rotated token"
+        );
+    }
+    // Nothing secret in any of its log lines (every tracing event, at trace
+    // level) or in /metrics: neither API token nor the serving key.
+    let key_pem = std::fs::read_to_string(rig.tls_dir.join("tls.key")).unwrap();
+    let key_line = key_pem
+        .lines()
+        .nth(1)
+        .expect("a base64 line of the key")
+        .to_owned();
+    let text = String::from_utf8_lossy(&logs.0.lock()).into_owned() + &rig.scrape();
+    assert!(text.contains("ServiceAccounts listed"), "the capture works");
+    for secret in [TOKEN_1, TOKEN_2, "compat-api-token", key_line.as_str()] {
+        assert!(
+            !text.contains(secret),
+            "a secret reached the logs or metrics: {secret}"
         );
     }
     rig.stop().await;
