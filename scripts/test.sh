@@ -57,6 +57,9 @@ part cargo_tests
 step "interoperability suite: real AWS SDK clients against credagent sidecar and s3s-fs"
 part ./tests/interop/run.sh
 
+step "admission webhook core: fixtures through jsonpatch, kubernetes-validate and --check-config"
+part ./tests/webhook/run.sh
+
 step "manifests: kustomize render, kubernetes-validate, monitoring, --check-config, lint"
 part ./scripts/check-manifests.sh
 

@@ -1,6 +1,7 @@
 //! Configuration: the clap surface (`cli::Cli`) and the validation that
-//! turns it into `SidecarConfig` / `NodeConfig` (and the demo's and the
-//! `exchange`/`doctor` commands' settings), plus `config::parse_duration`.
+//! turns it into `SidecarConfig` / `NodeConfig` / `WebhookConfig` (and the
+//! webhook's `InjectConfig`, the demo's and the `exchange`/`doctor`
+//! commands' settings), plus `config::parse_duration`.
 //!
 //! The input is argv split on NUL, after a leading `credagent`. `CREDAGENT_*`
 //! variables are removed from the environment first, so that only the input
@@ -10,7 +11,9 @@
 //!
 //! Checks, besides "never panics": accepted configurations hold what
 //! validation promises (https or loopback http, non-zero timeouts, a refresh
-//! fraction in (0, 1), roots loaded when `--ca-file` is given), and
+//! fraction in (0, 1), roots loaded when `--ca-file` is given; a webhook's
+//! listeners and sidecar ports distinct, a token lifetime Kubernetes
+//! accepts, an image reference that passes the grammar), and
 //! `parse_duration` accepts exactly `N` or a sequence of `N(ms|s|m|h)`
 //! (surrounding whitespace allowed).
 #![no_main]
@@ -24,8 +27,8 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches};
 use credagent::cli::{Cli, Command, TuningArgs};
 use credagent::config::{
-    is_loopback_host, parse_duration, refresh_policy, upstream_config, NodeConfig, SidecarConfig,
-    UpstreamConfig,
+    image_reference, is_loopback_host, parse_duration, refresh_policy, upstream_config, NodeConfig,
+    SidecarConfig, UpstreamConfig, WebhookConfig,
 };
 use credagent::demo::DemoConfig;
 use libfuzzer_sys::fuzz_target;
@@ -214,6 +217,19 @@ fuzz_target!(|data: &[u8]| {
             }
             if let Ok(p) = refresh_policy(&a.tuning) {
                 check_refresh(p.fraction);
+            }
+        }
+        Command::Webhook(a) => {
+            if let Ok(c) = WebhookConfig::from_args(&a) {
+                assert_ne!(c.listen, c.admin_listen);
+                let i = &c.inject;
+                assert!((600..=86_400).contains(&i.token_expiration));
+                assert!(i.sidecar_port != 0 && i.sidecar_port != i.sidecar_admin_port);
+                assert!(image_reference(&i.image).is_ok());
+                if let Ok(inject) = credagent::webhook::inject_config(i) {
+                    assert_eq!(inject.validate(), Ok(()));
+                    assert!(inject.sidecar_args(false).starts_with(&["sidecar".to_owned()]));
+                }
             }
         }
         Command::Demo(a) => {

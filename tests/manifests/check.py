@@ -13,12 +13,16 @@ Checks:
                `kubectl kustomize` too, to the same objects
   validate     kubernetes-validate --strict for Kubernetes 1.29 and for the
                newest version it bundles
-  crd          PodMonitor / PrometheusRule against the prometheus-operator
-               models (schema and unknown fields); the dashboard's structure
+  crd          PodMonitor / PrometheusRule / Issuer / Certificate against the
+               prometheus-operator and cert-manager models (schema and unknown
+               fields); the dashboard's structure
   policy       what the issue asks of every container and Pod (non-root,
                read-only root, no escalation, capabilities, seccomp, resources,
                projected token, native sidecar and its probes, app env)
-  check-config `credagent sidecar|node --check-config` with the exact args and
+  webhook      the injection webhook's Deployment, PodDisruptionBudget, Service,
+               Certificate and MutatingWebhookConfiguration agree (ports, TLS
+               Secret, DNS name, caBundle source, selectors, failurePolicy)
+  check-config `credagent sidecar|node|webhook --check-config` with the exact args and
                env of every credagent container; CREDAGENT_* names the binary
                knows; the sidecar's effective addresses match the apps' env
   node-live    (root only) the DaemonSet's two containers, run in a throwaway
@@ -76,7 +80,9 @@ FIELD_PLACEHOLDERS = {
     "metadata.namespace": "default",
     "spec.serviceAccountName": "default",
 }
-CRD_GROUP = "monitoring.coreos.com"
+# Custom resources kubernetes-validate has no schema for, checked under `crd`
+# against the operators' published models instead.
+CRD_GROUPS = {"monitoring.coreos.com": "monitoring.coreos.com/v1", "cert-manager.io": "cert-manager.io/v1"}
 # Labels Prometheus attaches to every series of a PodMonitor target, plus the
 # ones the PodMonitors add by relabeling.
 TARGET_LABELS = {"namespace", "pod", "container", "job", "instance", "endpoint", "node", "mode"}
@@ -201,7 +207,7 @@ def validate_all(report, rendered, venv_bin):
             p = run([tool, "--strict", "-k", version, path])
             lines = p.stdout.splitlines() + p.stderr.splitlines()
             bad = [ln for ln in lines if ln.startswith(("ERROR", "FATAL"))]
-            crd = [d for d in docs if d["apiVersion"].split("/")[0] == CRD_GROUP]
+            crd = [d for d in docs if d["apiVersion"].split("/")[0] in CRD_GROUPS]
             warns = [ln for ln in lines if ln.startswith("WARN")]
             unexplained = [w for w in warns if not any(f"kind {d['kind']} " in w for d in crd)]
             passed = sum(1 for ln in lines if ln.startswith("INFO") and "passed" in ln)
@@ -211,8 +217,8 @@ def validate_all(report, rendered, venv_bin):
 
 
 def crd_check(report, rendered, tools, work):
-    report.section("crd (prometheus-operator models) and dashboard")
-    objects = [d for _, docs in rendered.values() for d in docs if d["apiVersion"].split("/")[0] == CRD_GROUP]
+    report.section("crd (prometheus-operator and cert-manager models) and dashboard")
+    objects = [d for _, docs in rendered.values() for d in docs if d["apiVersion"].split("/")[0] in CRD_GROUPS]
     if objects:
         f = work / "crd-objects.json"
         f.write_text(json.dumps(objects))
@@ -220,8 +226,8 @@ def crd_check(report, rendered, tools, work):
         results = [json.loads(ln) for ln in p.stdout.splitlines() if ln.startswith("{")]
         if p.returncode != 0 or len(results) != len(objects):
             report.check("validate_crds.mjs ran", False, (p.stderr or p.stdout).strip().splitlines()[-10:])
-        for r in results:
-            report.check(f"{r['kind']} {r['name']}: schema and fields (monitoring.coreos.com/v1)", r["ok"], r["errors"])
+        for o, r in zip(objects, results):
+            report.check(f"{r['kind']} {r['name']}: schema and fields ({o['apiVersion']})", r["ok"], r["errors"])
     for name, (_, docs) in rendered.items():
         for d in docs:
             for key, dash in dashboards_in(d):
@@ -498,6 +504,18 @@ def aws_problems(c, env, spec, configmaps, namespace, sidecar=None):
     return problems
 
 
+def needs_api_token(spec, namespace, configmaps):
+    """The one documented user of the Kubernetes API: the webhook with CoreWeave
+    compatibility (it watches ServiceAccounts)."""
+    for _, c in containers(spec):
+        if is_credagent(c) and (c.get("args") or [None])[0] == "webhook":
+            env, _, _ = container_env(c, namespace, configmaps)
+            if env.get("CREDAGENT_COREWEAVE_COMPAT", "").lower() in ("true", "1", "yes", "on") \
+                    or "--coreweave-compat" in (c.get("args") or []):
+                return True
+    return False
+
+
 def policy(report, rendered):
     report.section("policy")
     for overlay, doc, spec, configmaps in workloads(rendered):
@@ -510,7 +528,7 @@ def policy(report, rendered):
                             container_problems(kind, name, c, spec))
         # The Pod.
         pod_problems = []
-        if spec.get("automountServiceAccountToken") is not False:
+        if spec.get("automountServiceAccountToken") is not False and not needs_api_token(spec, ns, configmaps):
             pod_problems.append("automountServiceAccountToken is not false (no API token is needed)")
         tvols = token_volumes(spec)
         for vname, t in tvols.items():
@@ -633,6 +651,153 @@ def policy(report, rendered):
                             problems)
 
 
+# ------------------------------------------------------------------ webhook
+
+WEBHOOK_LISTEN = "0.0.0.0:8443"
+WEBHOOK_TLS_DIR = "/etc/credagent/tls"
+INJECT_LABEL = "credagent.io/inject"
+
+
+def selects(selector, labels):
+    return all(labels.get(k) == v for k, v in (selector or {}).items())
+
+
+def webhook_check(report, rendered):
+    """The injection webhook's objects agree with each other and with the
+    choices docs/webhook.md argues for."""
+    report.section("webhook (Deployment, Service, certificate, MutatingWebhookConfiguration agree)")
+    for overlay, (_, docs) in rendered.items():
+        kind = lambda k: [d for d in docs if d.get("kind") == k]  # noqa: E731
+        configmaps = {(d["metadata"].get("namespace", "default"), d["metadata"]["name"]): d
+                      for d in kind("ConfigMap")}
+        for dep in kind("Deployment"):
+            spec = pod_spec(dep)
+            hooks = [c for _, c in containers(spec) if is_credagent(c) and (c.get("args") or [None])[0] == "webhook"]
+            if not hooks:
+                continue
+            c, ns, name = hooks[0], dep["metadata"].get("namespace", "default"), dep["metadata"]["name"]
+            where = f"{overlay}: Deployment {name}"
+            env, _, _ = container_env(c, ns, configmaps)
+            pod_labels = dep["spec"]["template"]["metadata"].get("labels", {})
+            compat = needs_api_token(spec, ns, configmaps)
+
+            problems = []
+            replicas = dep["spec"].get("replicas", 1)
+            if replicas < 2:
+                problems.append(f"replicas is {replicas}: with failurePolicy Fail one replica is a single point of failure")
+            ru = (dep["spec"].get("strategy") or {}).get("rollingUpdate") or {}
+            if str(ru.get("maxUnavailable", "25%")) not in ("0", "0%"):
+                problems.append("rollingUpdate.maxUnavailable is not 0")
+            anti = (spec.get("affinity") or {}).get("podAntiAffinity")
+            if not spec.get("topologySpreadConstraints") and not anti:
+                problems.append("neither topologySpreadConstraints nor podAntiAffinity: both replicas may share a node")
+            pdbs = [p for p in kind("PodDisruptionBudget") if p["metadata"].get("namespace") == ns
+                    and selects(p["spec"].get("selector", {}).get("matchLabels"), pod_labels)]
+            if not any(1 <= int(p["spec"].get("minAvailable", 0)) < replicas for p in pdbs):
+                problems.append("no PodDisruptionBudget with 1 <= minAvailable < replicas selects its Pods")
+            report.problems(f"{where}: 2+ replicas, spread over nodes, maxUnavailable 0, PodDisruptionBudget", problems)
+
+            problems = probe_problems(c, "readinessProbe", "/readyz") + probe_problems(c, "livenessProbe", "/healthz")
+            ports = {q.get("name"): q.get("containerPort") for q in c.get("ports", []) or []}
+            admin = env.get("CREDAGENT_ADMIN_LISTEN", DEFAULT_ADMIN_LISTEN)
+            listen = env.get("CREDAGENT_LISTEN", WEBHOOK_LISTEN)
+            if ports.get("credagent-admin") != port_of(admin):
+                problems.append(f"container port credagent-admin is {ports.get('credagent-admin')}, admin listener {admin}")
+            if ports.get("https") != port_of(listen):
+                problems.append(f"container port https is {ports.get('https')}, listener {listen}")
+            if env.get("CREDAGENT_SIDECAR_IMAGE") != c.get("image"):
+                problems.append(f"CREDAGENT_SIDECAR_IMAGE {env.get('CREDAGENT_SIDECAR_IMAGE')!r} is not the "
+                                f"webhook's own image {c.get('image')!r}")
+            report.problems(f"{where}/{c['name']}: probes, ports, injected image = its own image", problems)
+
+            problems = []
+            cert_file = env.get("CREDAGENT_TLS_CERT_FILE", WEBHOOK_TLS_DIR + "/tls.crt")
+            key_file = env.get("CREDAGENT_TLS_KEY_FILE", WEBHOOK_TLS_DIR + "/tls.key")
+            vols = {v["name"]: v for v in spec.get("volumes", []) or []}
+            secret = None
+            for f in (cert_file, key_file):
+                m = mount_for(c, f)
+                if not m or m.get("subPath") or "secret" not in vols.get(m["name"], {}):
+                    problems.append(f"{f} is not in a directory mount of a Secret (a subPath is never updated)")
+                    continue
+                secret = vols[m["name"]]["secret"]["secretName"]
+            certs = [d for d in kind("Certificate") if d["metadata"].get("namespace") == ns
+                     and d["spec"].get("secretName") == secret]
+            if secret and not certs:
+                problems.append(f"no cert-manager Certificate writes the Secret {secret}")
+            services = [d for d in kind("Service") if d["metadata"].get("namespace") == ns
+                        and selects(d["spec"].get("selector"), pod_labels)]
+            svc = services[0] if services else None
+            if not svc:
+                problems.append("no Service selects its Pods")
+            else:
+                p443 = [p for p in svc["spec"]["ports"] if p["port"] == 443]
+                if not p443 or p443[0].get("targetPort") not in ("https", port_of(listen)):
+                    problems.append("the Service has no port 443 to the https container port")
+                want = f"{svc['metadata']['name']}.{ns}.svc"
+                for cert in certs:
+                    if want not in cert["spec"].get("dnsNames", []):
+                        problems.append(f"Certificate {cert['metadata']['name']} does not name {want}")
+            report.problems(f"{where}: TLS Secret mounted as a directory, issued by a Certificate for the Service", problems)
+
+            for mwc in kind("MutatingWebhookConfiguration"):
+                problems = []
+                ann = mwc["metadata"].get("annotations", {}).get("cert-manager.io/inject-ca-from")
+                if ann not in [f"{ns}/{cert['metadata']['name']}" for cert in certs]:
+                    problems.append(f"cert-manager.io/inject-ca-from is {ann!r}, not {ns}/<the serving Certificate>")
+                unlabelled = 0
+                for w in mwc.get("webhooks", []):
+                    wn = w.get("name")
+                    ref = (w.get("clientConfig") or {}).get("service") or {}
+                    if svc and (ref.get("name"), ref.get("namespace")) != (svc["metadata"]["name"], ns):
+                        problems.append(f"{wn}: clientConfig.service is not {ns}/{svc['metadata']['name']}")
+                    if ref.get("path") != "/mutate" or ref.get("port", 443) != 443:
+                        problems.append(f"{wn}: not port 443, path /mutate")
+                    for key, want in (("admissionReviewVersions", ["v1"]), ("sideEffects", "None"),
+                                      ("matchPolicy", "Equivalent"), ("reinvocationPolicy", "IfNeeded")):
+                        if w.get(key) != want:
+                            problems.append(f"{wn}: {key} is {w.get(key)!r}, expected {want!r}")
+                    if not 1 <= w.get("timeoutSeconds", 10) <= 10:
+                        problems.append(f"{wn}: timeoutSeconds {w.get('timeoutSeconds')} (keep it small)")
+                    rules = w.get("rules", [])
+                    if [(r.get("operations"), r.get("apiGroups"), r.get("resources")) for r in rules] != \
+                            [(["CREATE"], [""], ["pods"])]:
+                        problems.append(f"{wn}: rules are not exactly pods CREATE")
+                    excluded = set()
+                    for e in (w.get("namespaceSelector") or {}).get("matchExpressions", []):
+                        if e.get("key") == "kubernetes.io/metadata.name" and e.get("operator") == "NotIn":
+                            excluded |= set(e.get("values", []))
+                    if not {ns, "kube-system"} <= excluded:
+                        problems.append(f"{wn}: the namespaceSelector does not exclude {ns} and kube-system")
+                    labelled = (w.get("objectSelector") or {}).get("matchLabels", {}).get(INJECT_LABEL) == "true"
+                    if not labelled:
+                        unlabelled += 1
+                        if w.get("failurePolicy") != "Ignore":
+                            problems.append(f"{wn}: sees Pods that did not ask for credagent, so failurePolicy "
+                                            f"must be Ignore (is {w.get('failurePolicy')!r})")
+                if compat and unlabelled != 1:
+                    problems.append("compat mode needs exactly one entry for Pods without the label")
+                if not compat and unlabelled:
+                    problems.append("an entry without the label objectSelector, but compat mode is off")
+                report.problems(f"{overlay}: MutatingWebhookConfiguration {mwc['metadata']['name']} "
+                                f"({len(mwc.get('webhooks', []))} entries)", problems)
+
+            if compat:
+                sa = spec.get("serviceAccountName", "default")
+                roles = {r["metadata"]["name"]: r for r in kind("ClusterRole")}
+                granted = set()
+                for b in kind("ClusterRoleBinding"):
+                    if any(s.get("kind") == "ServiceAccount" and s.get("name") == sa and s.get("namespace") == ns
+                           for s in b.get("subjects", [])):
+                        for r in (roles.get(b["roleRef"]["name"]) or {}).get("rules", []):
+                            if "serviceaccounts" in r.get("resources", []) and r.get("apiGroups") == [""]:
+                                granted |= set(r.get("verbs", []))
+                writes = granted - {"get", "list", "watch"}
+                report.check(f"{where}: compat mode may get, list and watch ServiceAccounts, nothing more",
+                             granted >= {"get", "list", "watch"} and not writes,
+                             [f"granted {sorted(granted)}"])
+
+
 # ------------------------------------------------------------- check-config
 
 
@@ -667,7 +832,7 @@ def check_config(report, rendered, binary):
             if args[:2] == ["node", "setup-link"]:
                 node_specs.append((doc, spec, env, configmaps))
                 continue
-            if args[:1] not in (["sidecar"], ["node"]):
+            if args[:1] not in (["sidecar"], ["node"], ["webhook"]):
                 report.skip(where, f"args {args} are not a long-running mode")
                 continue
             p = run([binary] + args + ["--check-config"], env=env)
@@ -1150,6 +1315,7 @@ def main():
         validate_all(report, rendered, venv_bin)
         crd_check(report, rendered, a.tools, work)
         policy(report, rendered)
+        webhook_check(report, rendered)
         node_specs = check_config(report, rendered, binary)
         node_live(report, node_specs, binary, sys.executable)
         lint(report, venv_bin)

@@ -35,6 +35,16 @@
 //!     than A seconds of their life remain (botocore's advisory refresh).
 //!     Prints one JSON line: first_ms (spawn -> credentials in hand),
 //!     fetch_ms (the first GET alone), fetches, errors.
+//! benchtool pki --dir DIR
+//!     Writes a throwaway CA and a leaf for localhost/127.0.0.1 (DIR/ca.crt,
+//!     DIR/tls.crt, DIR/tls.key) for `credagent webhook`.
+//! benchtool admit --addr ADDR --ca PATH --review PATH --rate N --secs S [--conns C]
+//!     The admission webhook's load: POST /mutate with the AdmissionReview in
+//!     PATH over C (default 4) kept-alive HTTPS connections, N a second for S
+//!     seconds, open loop (latency from each request's due time); every
+//!     answer must be a 200 with a patch. Prints one JSON line: percentiles
+//!     from the due time and from the send, errors, the achieved rate, the
+//!     client's own send lag and CPU time.
 //! ```
 //!
 //! The HTTP client is deliberately minimal (one request at a time per
@@ -50,6 +60,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
+
+#[path = "benchtool/admit.rs"]
+mod admit;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -68,6 +81,13 @@ fn main() {
         }
         return;
     }
+    if args.first().map(String::as_str) == Some("pki") {
+        if let Err(e) = Flags::parse(&args[1..]).and_then(|f| admit::pki(&f)) {
+            eprintln!("benchtool: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -79,8 +99,9 @@ fn main() {
             Some("herd") => herd(&Flags::parse(&args[1..])?).await,
             Some("herd-retry") => herd_retry(&Flags::parse(&args[1..])?).await,
             Some("token-pickup") => token_pickup(&Flags::parse(&args[1..])?).await,
+            Some("admit") => admit::admit(&Flags::parse(&args[1..])?).await,
             _ => Err(
-                "usage: benchtool conns|herd|herd-retry|token-pickup|sdk-client [--flag value]..."
+                "usage: benchtool conns|herd|herd-retry|token-pickup|sdk-client|pki|admit [--flag value]..."
                     .into(),
             ),
         }

@@ -10,6 +10,7 @@ mod node;
 mod ops;
 mod shared;
 mod sidecar;
+mod webhook;
 
 pub use self::node::{NodeArgs, NodeCommand, SetupLinkArgs, DEFAULT_NODE_LISTEN};
 pub use self::ops::{CredentialProcessArgs, DoctorArgs, ExchangeArgs, PrincipalArgs};
@@ -18,6 +19,10 @@ pub use self::shared::{
     DEFAULT_AUTH_TOKEN_FILE, DEFAULT_LISTEN, DEFAULT_TOKEN_FILE,
 };
 pub use self::sidecar::{AddressingStyleArg, DemoArgs, SidecarArgs};
+pub use self::webhook::{
+    PullPolicyArg, WebhookArgs, DEFAULT_MAX_BODY_BYTES, DEFAULT_TLS_CERT_FILE,
+    DEFAULT_TLS_KEY_FILE, DEFAULT_WEBHOOK_LISTEN,
+};
 
 /// credagent: exchanges a Pod's projected service-account token for temporary
 /// S3 credentials ahead of time and serves them to every AWS SDK in the Pod.
@@ -49,6 +54,8 @@ pub enum Command {
     Sidecar(SidecarArgs),
     /// Run on every node (DaemonSet): serve each Pod the credentials its own projected token obtains.
     Node(NodeArgs),
+    /// Run the admission webhook that injects credagent into the Pods that opt in.
+    Webhook(WebhookArgs),
     /// Run the whole pipeline locally against a local stand-in upstream (no cluster needed).
     #[cfg(feature = "demo")]
     Demo(DemoArgs),

@@ -11,18 +11,21 @@
 //!
 //! - `upstream`: the exchange endpoint, timeouts and roots, the refresh flags.
 //! - `refresh`: [`RefreshPolicy`].
-//! - `sidecar`, `node`: each mode's whole configuration.
+//! - `sidecar`, `node`, `webhook`: each mode's whole configuration.
 //! - `duration`: `500ms`, `20m`, `1h`, bare seconds.
 
 mod duration;
 mod error;
+mod image;
 mod node;
 mod refresh;
 mod sidecar;
 mod upstream;
+mod webhook;
 
 pub use self::duration::parse_duration;
 pub use self::error::ConfigError;
+pub use self::image::image_reference;
 pub use self::node::{CacheConfig, NodeConfig, SourceLimits, VerifyConfig};
 pub use self::refresh::RefreshPolicy;
 pub use self::sidecar::{
@@ -32,3 +35,4 @@ pub use self::upstream::{
     check_fetch_url, is_loopback_host, refresh_policy, upstream_config, UpstreamConfig,
     COREWEAVE_EXCHANGE_BASE,
 };
+pub use self::webhook::{InjectSettings, InjectUpstream, WebhookConfig};

@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         Err(e) => return clap_exit(e),
     };
     let default_format = match cli.command {
-        Command::Sidecar(_) | Command::Node(_) => LogFormat::Json,
+        Command::Sidecar(_) | Command::Node(_) | Command::Webhook(_) => LogFormat::Json,
         _ => LogFormat::Text,
     };
     if let Err(e) = init_tracing(cli.log_format.unwrap_or(default_format), &cli.log_level) {
@@ -67,6 +67,15 @@ fn dispatch(command: Command) -> Result<ExitCode, ExitCode> {
                 run(node(config))
             }
         },
+        Command::Webhook(args) => {
+            let config = credagent::config::WebhookConfig::from_args(&args).map_err(bad_config)?;
+            let inject = credagent::webhook::inject_config(&config.inject).map_err(bad_config)?;
+            if args.check_config {
+                println!("configuration ok: {config:?}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            run(webhook(config, inject))
+        }
         #[cfg(feature = "demo")]
         Command::Demo(args) => {
             let config = credagent::demo::DemoConfig::from_args(&args).map_err(bad_config)?;
@@ -274,6 +283,31 @@ async fn node(config: credagent::config::NodeConfig) -> anyhow::Result<()> {
     let node = credagent::node::Node::start(&config, Default::default(), shutdown.clone()).await?;
     shutdown.cancelled().await;
     node.wait().await;
+    tracing::info!("credagent stopped");
+    Ok(())
+}
+
+async fn webhook(
+    config: credagent::config::WebhookConfig,
+    inject: credagent::webhook::InjectConfig,
+) -> anyhow::Result<()> {
+    let signal = credagent::shutdown::on_signal()?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let webhook =
+        credagent::webhook::Webhook::start(&config, inject, Default::default(), stop.clone())
+            .await?;
+    signal.cancelled().await;
+    // The endpoint is leaving the Service; the API server may still pick it
+    // for a moment, and a refused connection is a failed admission.
+    if !config.shutdown_delay.is_zero() {
+        tracing::info!(
+            delay_ms = config.shutdown_delay.as_millis() as u64,
+            "still serving while the endpoint is removed"
+        );
+        tokio::time::sleep(config.shutdown_delay).await;
+    }
+    stop.cancel();
+    webhook.wait().await;
     tracing::info!("credagent stopped");
     Ok(())
 }

@@ -9,17 +9,19 @@
 //! - `registry`: [`Metrics`], `credagent_build_info`, the text encoding.
 //! - `refresh`: the refresh engine's metrics (both modes) and the sidecar's
 //!   readiness and expiry gauges.
-//! - `token`, `server`, `node`: the token source, the listeners, the
-//!   identity cache.
+//! - `token`, `server`, `node`, `webhook`: the token source, the listeners,
+//!   the identity cache, the admission webhook.
 
 mod node;
 mod refresh;
 mod registry;
 mod server;
 mod token;
+mod webhook;
 
 pub use self::node::{NodeMetrics, VerifyMetrics, REJECT_REASONS};
 pub use self::refresh::{RefreshMetrics, SidecarMetrics};
 pub use self::registry::{Metrics, MetricsError};
 pub use self::server::ServerMetrics;
 pub use self::token::TokenMetrics;
+pub use self::webhook::{WebhookMetrics, ADMISSION_OUTCOMES};

@@ -6,7 +6,8 @@
 //! the upstream. Each listener stops accepting on shutdown and drains open
 //! connections within a grace period.
 //!
-//! - `listener`: [`bind`], [`serve`] and their [`Limits`].
+//! - `listener`: [`bind`], [`serve`] (plain TCP), [`serve_with`] (through a
+//!   [`Handshake`], e.g. TLS) and their [`Limits`].
 //! - `routes`: the [`Routes`] trait and the shared answers.
 //! - `credentials`, `admin`: the sidecar's credentials route and the admin
 //!   routes of every mode; `auth`: the caller's auth token.
@@ -21,8 +22,8 @@ pub use self::admin::{AdminRoutes, Health};
 pub use self::auth::AuthToken;
 pub use self::credentials::{CredentialsRoutes, CREDENTIALS_PATH};
 pub use self::listener::{
-    bind, serve, BindError, Gate, Limits, DRAIN_GRACE, HEADER_READ_TIMEOUT, LISTEN_BACKLOG,
-    MAX_CONNECTIONS, MAX_HEAD_BYTES,
+    bind, serve, serve_with, BindError, Connections, Gate, Handshake, Limits, Plain, DRAIN_GRACE,
+    HEADER_READ_TIMEOUT, LISTEN_BACKLOG, MAX_CONNECTIONS, MAX_HEAD_BYTES,
 };
 pub use self::routes::{
     error, internal_error, method_not_allowed, retry_later, text, text_owned, Answer, Body, Routes,

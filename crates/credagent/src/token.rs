@@ -27,7 +27,7 @@ pub mod mountinfo;
 mod read;
 mod source;
 pub mod verify;
-mod watch;
+pub(crate) mod watch;
 
 pub use self::jwt::{Claims, JwtError, MAX_TOKEN_BYTES};
 pub use self::mountinfo::is_subpath_mount;

@@ -55,12 +55,25 @@
 //! - [`pod`] views the raw Pod, [`plan`] decides per container, [`items`]
 //!   builds what is added, [`patch`] builds the operations, [`names`] holds
 //!   every fixed name and path.
+//!
+//! # Around the core (`credagent webhook`)
+//!
+//! - [`service`]: [`Webhook`], the wiring; [`settings`]: the flags to an
+//!   [`InjectConfig`].
+//! - [`server`]: `POST /mutate` over HTTPS, bounded in body size and time.
+//! - [`tls`]: the serving certificate, reloaded when its files change
+//!   ([`x509`] reads its expiry).
+//! - [`kube`]: a minimal in-cluster API client ([`kube_wire`]: what it
+//!   reads); [`sa_cache`]: the watched ServiceAccount cache of CoreWeave
+//!   compatibility.
 
 pub mod admit;
 pub mod annotations;
 pub mod config;
 pub mod inject;
 pub mod items;
+pub mod kube;
+pub mod kube_wire;
 pub mod names;
 pub mod patch;
 pub mod plan;
@@ -68,6 +81,12 @@ pub mod pod;
 pub mod quantity;
 pub mod response;
 pub mod review;
+pub mod sa_cache;
+pub mod server;
+pub mod service;
+pub mod settings;
+pub mod tls;
+pub mod x509;
 
 #[cfg(test)]
 mod annotations_tests;
@@ -85,3 +104,7 @@ pub use self::inject::{decide, Decision, SkipReason};
 pub use self::patch::Op;
 pub use self::response::Response;
 pub use self::review::{parse, Operation, Request, ReviewError};
+pub use self::server::{MutateRoutes, MUTATE_PATH};
+pub use self::service::{StartError, Webhook, WebhookOptions, KEEP_ALIVE_TIMEOUT};
+pub use self::settings::inject_config;
+pub use self::tls::{CertError, CertFiles, CertStore};

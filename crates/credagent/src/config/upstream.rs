@@ -102,7 +102,7 @@ pub fn refresh_policy(tuning: &TuningArgs) -> Result<RefreshPolicy, ConfigError>
     })
 }
 
-fn exchange_url(raw: &str) -> Result<Uri, ConfigError> {
+pub(super) fn exchange_url(raw: &str) -> Result<Uri, ConfigError> {
     const FLAG: &str = "--exchange-url";
     let uri: Uri = raw
         .parse()
@@ -124,7 +124,7 @@ fn exchange_url(raw: &str) -> Result<Uri, ConfigError> {
     Ok(uri)
 }
 
-fn org_url(org: &str) -> Result<Uri, ConfigError> {
+pub(super) fn org_url(org: &str) -> Result<Uri, ConfigError> {
     let valid = !org.is_empty()
         && org.len() <= 128
         && org

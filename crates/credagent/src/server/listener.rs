@@ -1,9 +1,12 @@
 //! Binding and serving one listener: HTTP/1.1 connections bounded in number
 //! (in all, and per source address), in header-read time and in head size;
-//! stop accepting on shutdown, then drain within a grace period.
+//! stop accepting on shutdown, then drain within a grace period. Plain TCP
+//! ([`serve`]) or through a per-connection [`Handshake`] such as TLS
+//! ([`serve_with`]).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +17,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use parking_lot::Mutex;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -160,6 +164,47 @@ impl Drop for SourceSlot {
     }
 }
 
+/// What happens to an accepted TCP connection before HTTP is spoken on it:
+/// nothing ([`Plain`]) or a TLS handshake (`tokio_rustls::TlsAcceptor`).
+pub trait Handshake: Clone + Send + Sync + 'static {
+    /// The stream HTTP runs on.
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    /// Turns the accepted connection into the stream HTTP runs on. It runs
+    /// in the connection's own task, bounded by [`HEADER_READ_TIMEOUT`].
+    fn handshake(&self, tcp: TcpStream) -> impl Future<Output = std::io::Result<Self::Io>> + Send;
+}
+
+/// No handshake: HTTP straight on the TCP connection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Plain;
+
+impl Handshake for Plain {
+    type Io = TcpStream;
+
+    fn handshake(&self, tcp: TcpStream) -> impl Future<Output = std::io::Result<TcpStream>> + Send {
+        std::future::ready(Ok(tcp))
+    }
+}
+
+impl Handshake for tokio_rustls::TlsAcceptor {
+    type Io = tokio_rustls::server::TlsStream<TcpStream>;
+
+    fn handshake(&self, tcp: TcpStream) -> impl Future<Output = std::io::Result<Self::Io>> + Send {
+        self.accept(tcp)
+    }
+}
+
+/// How [`serve_with`] treats each connection.
+#[derive(Debug, Clone)]
+pub struct Connections<H> {
+    /// Run before HTTP on every accepted connection.
+    pub handshake: H,
+    /// How long a connection may wait for (all of) a request's head, idle
+    /// keep-alive time included. [`HEADER_READ_TIMEOUT`] for [`serve`].
+    pub header_read_timeout: Duration,
+}
+
 /// Serves `routes` on `listener` until `shutdown`, then drains open
 /// connections for at most the gate's grace period. At most its
 /// `max_connections` are open at once (and `max_per_source` from one
@@ -172,6 +217,26 @@ pub async fn serve<R: Routes>(
     shutdown: CancellationToken,
     gate: Gate,
 ) {
+    let plain = Connections {
+        handshake: Plain,
+        header_read_timeout: HEADER_READ_TIMEOUT,
+    };
+    serve_with(listener, routes, metrics, shutdown, gate, plain).await;
+}
+
+/// [`serve`], with `connections.handshake` run on every accepted connection
+/// (in the connection's task, so a slow handshake holds up no other; one
+/// that fails or takes over [`HEADER_READ_TIMEOUT`] closes the connection)
+/// and `connections.header_read_timeout` as the bound on a request head's
+/// arrival, idle keep-alive time included.
+pub async fn serve_with<R: Routes, H: Handshake>(
+    listener: TcpListener,
+    routes: Arc<R>,
+    metrics: Arc<ServerMetrics>,
+    shutdown: CancellationToken,
+    gate: Gate,
+    connections: Connections<H>,
+) {
     let Gate {
         limits,
         permits,
@@ -182,12 +247,13 @@ pub async fn serve<R: Routes>(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(connections.header_read_timeout)
         .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(true)
         // Answers are small: one write(2) of head and body together costs
         // less than writev(2) of the two.
         .writev(false);
+    let builder = Arc::new(builder);
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -232,12 +298,22 @@ pub async fn serve<R: Routes>(
                 Ok::<_, Infallible>(rsp)
             }
         });
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
+        // Held from the accept, so a drain also waits for handshakes.
+        let watcher = graceful.watcher();
+        let handshake = connections.handshake.clone();
+        let builder = builder.clone();
         let open = metrics.open_connections.clone();
         open.inc();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                debug!(%peer, error = %e, "connection ended with an error");
+            match tokio::time::timeout(HEADER_READ_TIMEOUT, handshake.handshake(stream)).await {
+                Ok(Ok(io)) => {
+                    let conn = watcher.watch(builder.serve_connection(TokioIo::new(io), svc));
+                    if let Err(e) = conn.await {
+                        debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+                Ok(Err(e)) => debug!(%peer, error = %e, "handshake failed"),
+                Err(_) => debug!(%peer, "handshake timed out"),
             }
             open.dec();
             drop(slot);

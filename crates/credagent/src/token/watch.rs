@@ -10,14 +10,14 @@ use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::Notify;
 
 /// A live watch on the token's directory; dropping it stops the watch.
-pub(super) struct DirWatch {
+pub(crate) struct DirWatch {
     _watcher: RecommendedWatcher,
 }
 
 /// Watches the directory holding `path`, non-recursively: each event
 /// notifies `kick`; one that means the watch itself is gone also sets
 /// `rearm`.
-pub(super) fn watch_dir(
+pub(crate) fn watch_dir(
     path: &Path,
     kick: &Arc<Notify>,
     rearm: &Arc<AtomicBool>,

@@ -319,3 +319,39 @@ fn warnings_stay_short() {
     // The envFrom one names a 253-character secret: the response shortens it.
     assert!(warnings[3].contains("envFrom"));
 }
+
+#[test]
+fn a_pod_without_metadata_gets_it_whole() {
+    // Found by fuzz/fuzz_targets/admission.rs: opted in by its ServiceAccount,
+    // a Pod with no `metadata` got an add under a parent that did not exist.
+    let compat = InjectConfig {
+        coreweave_compat: true,
+        ..config()
+    };
+    let mut sa = serde_json::Map::new();
+    sa.insert("caios.coreweave.com/inject".into(), json!("true"));
+    for metadata in [None, Some(Value::Null)] {
+        let mut pod = json!({"spec": {"containers": [{"name": "app"}]}});
+        if let Some(m) = &metadata {
+            pod["metadata"] = m.clone();
+        }
+        let Decision::Inject { ops, .. } = decide(&pod, Some(&sa), &compat) else {
+            panic!("not injected");
+        };
+        let patch: json_patch::Patch =
+            serde_json::from_value(serde_json::to_value(&ops).unwrap()).unwrap();
+        json_patch::patch(&mut pod, &patch).expect("the patch applies");
+        assert_eq!(
+            pod["metadata"]["annotations"]["credagent.io/status"],
+            "injected"
+        );
+        assert_eq!(pod["metadata"]["labels"]["credagent/mode"], "sidecar");
+        assert!(matches!(
+            decide(&pod, Some(&sa), &compat),
+            Decision::Skip {
+                reason: SkipReason::AlreadyInjected,
+                ..
+            }
+        ));
+    }
+}

@@ -262,16 +262,26 @@ fn metadata_ops(ops: &mut Vec<Op>, meta: &Meta<'_>, settings: &PodSettings) {
             marks.insert(key.into(), value.into());
         }
     }
-    let exists = meta.annotations.is_some();
-    patch::insert_all(ops, &metadata.key("annotations"), exists, marks);
     let labelled = meta
         .labels
         .is_some_and(|l| l.contains_key(names::MODE_LABEL));
+    let mut label = Map::new();
     if settings.mode == Mode::Sidecar && !labelled {
-        let mut label = Map::new();
         label.insert(names::MODE_LABEL.into(), "sidecar".into());
-        patch::insert_all(ops, &metadata.key("labels"), meta.labels.is_some(), label);
     }
+    if !meta.present {
+        // No metadata at all (not what an API server sends): one object.
+        let mut whole = Map::new();
+        whole.insert("annotations".into(), Value::Object(marks));
+        if !label.is_empty() {
+            whole.insert("labels".into(), Value::Object(label));
+        }
+        ops.push(Op::add(&metadata, Value::Object(whole)));
+        return;
+    }
+    let exists = meta.annotations.is_some();
+    patch::insert_all(ops, &metadata.key("annotations"), exists, marks);
+    patch::insert_all(ops, &metadata.key("labels"), meta.labels.is_some(), label);
 }
 
 /// The token volume and (sidecar mode) the shared in-memory volume.

@@ -12,6 +12,9 @@ use serde_json::{Map, Value};
 /// The Pod's metadata maps.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Meta<'a> {
+    /// Whether `metadata` is there at all (the API server always sends it;
+    /// without it the patch must create it whole).
+    pub present: bool,
     /// `metadata.labels`.
     pub labels: Option<&'a Map<String, Value>>,
     /// `metadata.annotations`.
@@ -66,6 +69,7 @@ pub fn meta(pod: &Value) -> Result<Meta<'_>, MalformedPod> {
     };
     let metadata = object(metadata, "metadata")?;
     Ok(Meta {
+        present: true,
         labels: optional_object(metadata, "labels", "metadata.labels")?,
         annotations: optional_object(metadata, "annotations", "metadata.annotations")?,
     })

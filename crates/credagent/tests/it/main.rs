@@ -17,3 +17,5 @@ mod server;
 mod support;
 mod surfaces;
 mod upstream;
+mod webhook;
+mod webhook_compat;

@@ -1,0 +1,372 @@
+//! `POST /mutate`: an AdmissionReview in, an AdmissionReview out, around
+//! the pure core ([`super::admit`]).
+//!
+//! Every request is bounded: its body by size (`--max-body-bytes`, checked
+//! against `Content-Length` before reading and while reading) and by time
+//! (`--body-timeout`), any ServiceAccount lookup by [`LOOKUP_TIMEOUT`]. A
+//! body that is not an AdmissionReview gets 400; every AdmissionReview gets
+//! 200 with the answer. The handler has no side effects (the only calls it
+//! makes are reads), so `dryRun` requests are answered like the others.
+//! One log line per decision.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::{json, Map, Value};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::admit::{admit, respond, service_account_to_look_up, ServiceAccountRef};
+use super::annotations::Mode;
+use super::config::InjectConfig;
+use super::inject::{Decision, SkipReason};
+use super::names;
+use super::review::{parse, Request as Review};
+use super::sa_cache::ServiceAccounts;
+use crate::metrics::WebhookMetrics;
+use crate::server::{error, internal_error, Answer, Body, Routes};
+
+/// The one path served.
+pub const MUTATE_PATH: &str = "/mutate";
+/// The longest a ServiceAccount lookup may take (the webhook's own
+/// `timeoutSeconds` is 5 s, body and answer included).
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The HTTPS listener's routes.
+pub struct MutateRoutes {
+    /// What is injected.
+    pub config: Arc<InjectConfig>,
+    /// ServiceAccount lookups (CoreWeave compatibility), if on.
+    pub accounts: Option<Arc<dyn ServiceAccounts>>,
+    /// Where outcomes are counted.
+    pub metrics: WebhookMetrics,
+    /// Largest body accepted.
+    pub max_body_bytes: usize,
+    /// Time allowed for the body.
+    pub body_timeout: Duration,
+}
+
+/// How a request ended, for the metric and the log line.
+struct Outcome {
+    outcome: &'static str,
+    reason: &'static str,
+}
+
+// === impl MutateRoutes ===
+
+impl Routes for MutateRoutes {
+    type Future = Pin<Box<dyn Future<Output = Answer> + Send>>;
+
+    fn route(&self, _req: &Request<Incoming>, _peer: SocketAddr) -> Self::Future {
+        // The server always hands over the request (route_owned): the body
+        // is needed.
+        Box::pin(std::future::ready(("mutate", internal_error())))
+    }
+
+    fn route_owned(&self, req: Request<Incoming>, _peer: SocketAddr) -> Self::Future {
+        let started = Instant::now();
+        if req.uri().path() != MUTATE_PATH {
+            let rsp = error(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "unknown path; POST AdmissionReviews to /mutate",
+            );
+            return Box::pin(std::future::ready(("other", rsp)));
+        }
+        if req.method() != Method::POST {
+            let mut rsp = error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                "only POST is supported",
+            );
+            rsp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
+            return Box::pin(std::future::ready(("mutate", rsp)));
+        }
+        let config = self.config.clone();
+        let accounts = self.accounts.clone();
+        let metrics = self.metrics.clone();
+        let (max, timeout) = (self.max_body_bytes, self.body_timeout);
+        Box::pin(async move {
+            let (rsp, outcome) = mutate(req, &config, accounts.as_deref(), max, timeout).await;
+            metrics.admission(
+                outcome.outcome,
+                outcome.reason,
+                started.elapsed().as_secs_f64(),
+            );
+            ("mutate", rsp)
+        })
+    }
+}
+
+impl std::fmt::Debug for MutateRoutes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MutateRoutes")
+            .field("compat", &self.accounts.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+async fn mutate(
+    req: Request<Incoming>,
+    config: &InjectConfig,
+    accounts: Option<&dyn ServiceAccounts>,
+    max: usize,
+    timeout: Duration,
+) -> (Response<Body>, Outcome) {
+    // Not a decision: one warning line, never quoting the body.
+    let failed = |status: StatusCode, reason, message: String| {
+        warn!(status = status.as_u16(), reason, error = %message, "request not answered with a decision");
+        (
+            json_error(status, &message),
+            Outcome {
+                outcome: "error",
+                reason,
+            },
+        )
+    };
+    if !is_json(req.headers().get(CONTENT_TYPE)) {
+        return failed(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be an AdmissionReview sent as application/json".into(),
+        );
+    }
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return failed(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is larger than {max} bytes"),
+        );
+    }
+    let body =
+        match tokio::time::timeout(timeout, Limited::new(req.into_body(), max).collect()).await {
+            Err(_) => {
+                return failed(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!("the body did not arrive within {} s", timeout.as_secs()),
+                )
+            }
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                return failed(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!("the body is larger than {max} bytes"),
+                )
+            }
+            Ok(Err(_)) => {
+                return failed(
+                    StatusCode::BAD_REQUEST,
+                    "not_a_review",
+                    "the body could not be read".into(),
+                )
+            }
+            Ok(Ok(collected)) => collected.to_bytes(),
+        };
+    let review = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return failed(StatusCode::BAD_REQUEST, "not_a_review", e.to_string());
+        }
+    };
+    let (decision, lookup_failed) = decide(&review, config, accounts).await;
+    let answer = respond(&review, &decision).to_bytes();
+    let outcome = match (&decision, lookup_failed) {
+        (_, true) => Outcome {
+            outcome: "error",
+            reason: "service_account_lookup",
+        },
+        (
+            Decision::Inject {
+                mode: Mode::Sidecar,
+                ..
+            },
+            _,
+        ) => Outcome {
+            outcome: "injected",
+            reason: "sidecar",
+        },
+        (
+            Decision::Inject {
+                mode: Mode::Node, ..
+            },
+            _,
+        ) => Outcome {
+            outcome: "injected",
+            reason: "node",
+        },
+        (Decision::Skip { reason, .. }, _) => Outcome {
+            outcome: "skipped",
+            reason: reason.as_str(),
+        },
+        (Decision::Refuse { .. }, _) => Outcome {
+            outcome: "refused",
+            reason: "invalid_annotation",
+        },
+    };
+    log_decision(&review, &decision, &outcome);
+    let rsp = Response::builder()
+        .status(StatusCode::OK)
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(answer)))
+        .unwrap_or_else(|_| internal_error());
+    (rsp, outcome)
+}
+
+/// The decision, after looking up the ServiceAccount when it matters; true
+/// if that lookup failed (the Pod is then admitted unchanged, with a
+/// warning saying why).
+async fn decide(
+    review: &Review,
+    config: &InjectConfig,
+    accounts: Option<&dyn ServiceAccounts>,
+) -> (Decision, bool) {
+    let (Some(sa), Some(accounts)) = (service_account_to_look_up(review, config), accounts) else {
+        return (admit(review, None, config), false);
+    };
+    match tokio::time::timeout(LOOKUP_TIMEOUT, accounts.lookup(&sa)).await {
+        Ok(Ok(found)) => {
+            let annotations = (found == Some(true)).then(|| {
+                let mut m = Map::new();
+                m.insert(
+                    names::COREWEAVE_SA_INJECT.into(),
+                    Value::String("true".into()),
+                );
+                m
+            });
+            (admit(review, annotations.as_ref(), config), false)
+        }
+        Ok(Err(e)) => (lookup_failed(&sa, &e.to_string()), true),
+        Err(_) => (
+            lookup_failed(
+                &sa,
+                &format!("no answer within {} s", LOOKUP_TIMEOUT.as_secs()),
+            ),
+            true,
+        ),
+    }
+}
+
+fn lookup_failed(sa: &ServiceAccountRef, why: &str) -> Decision {
+    warn!(namespace = %sa.namespace, service_account = %sa.name, error = %why, "cannot read the Pod's ServiceAccount; admitting it unchanged");
+    Decision::Skip {
+        reason: SkipReason::NotOptedIn,
+        warnings: vec![format!(
+            "credagent: not injected: cannot read ServiceAccount {}/{} to check {}: {why}",
+            sa.namespace,
+            sa.name,
+            names::COREWEAVE_SA_INJECT
+        )],
+    }
+}
+
+fn log_decision(review: &Review, decision: &Decision, outcome: &Outcome) {
+    let metadata = review.object.get("metadata");
+    let field = |key: &str| {
+        metadata
+            .and_then(|m| m.get(key))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let (pod, generated) = match review.name.as_deref().or_else(|| field("name")) {
+        Some(name) => (name, false),
+        None => (field("generateName").unwrap_or(""), true),
+    };
+    let spec = review.object.get("spec");
+    let service_account = spec
+        .and_then(|s| s.get("serviceAccountName"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("default");
+    let namespace = review
+        .namespace
+        .as_deref()
+        .or_else(|| field("namespace"))
+        .unwrap_or("");
+    let (warnings, message) = match decision {
+        Decision::Inject { warnings, .. } | Decision::Skip { warnings, .. } => (warnings.len(), ""),
+        Decision::Refuse { message } => (0, message.as_str()),
+    };
+    let is_pod = review.is_pod_create();
+    info!(
+        uid = %review.uid,
+        operation = review.operation.as_str(),
+        kind = %review.kind.kind,
+        namespace,
+        pod = if is_pod { pod } else { "" },
+        generate_name = is_pod && generated,
+        service_account = if is_pod { service_account } else { "" },
+        outcome = outcome.outcome,
+        reason = outcome.reason,
+        dry_run = review.dry_run,
+        warnings,
+        message,
+        "admission"
+    );
+}
+
+/// `application/json`, with or without parameters.
+fn is_json(value: Option<&HeaderValue>) -> bool {
+    value
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+}
+
+fn json_error(status: StatusCode, message: &str) -> Response<Body> {
+    let body = json!({"code": status.as_u16(), "message": message});
+    Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap_or_else(|_| internal_error())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types() {
+        let v = |s: &'static str| Some(HeaderValue::from_static(s));
+        assert!(is_json(v("application/json").as_ref()));
+        assert!(is_json(v("Application/JSON; charset=utf-8").as_ref()));
+        assert!(!is_json(v("text/plain").as_ref()));
+        assert!(!is_json(v("application/json-patch+json").as_ref()));
+        assert!(!is_json(None));
+    }
+
+    #[test]
+    fn every_outcome_is_a_pre_created_series() {
+        use crate::metrics::ADMISSION_OUTCOMES;
+        for reason in [
+            SkipReason::NotPodCreate,
+            SkipReason::NotOptedIn,
+            SkipReason::OptedOut,
+            SkipReason::AlreadyInjected,
+            SkipReason::HostNetwork,
+            SkipReason::AllContainersSkipped,
+            SkipReason::AllContainersHaveCredentials,
+        ] {
+            assert!(
+                ADMISSION_OUTCOMES.contains(&("skipped", reason.as_str())),
+                "{}",
+                reason.as_str()
+            );
+        }
+    }
+}

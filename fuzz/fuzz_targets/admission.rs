@@ -1,0 +1,65 @@
+//! The admission webhook's core on any body: `webhook::parse`, then
+//! `admit` (compat on and off, with and without the ServiceAccount's
+//! opt-in) and `respond`, as `POST /mutate` runs them.
+//!
+//! Checks, besides "never panics":
+//! - the answer is an `admission.k8s.io/v1` AdmissionReview echoing the
+//!   request's `uid`, `allowed` unless refused, a base64 JSON Patch exactly
+//!   when injecting;
+//! - the patch applies to the Pod (json-patch, an independent RFC 6902
+//!   implementation) with only `add` operations, and a second pass over
+//!   the patched Pod adds nothing (reinvocation is a no-op).
+#![no_main]
+
+use base64::Engine as _;
+use credagent::webhook::{self, Decision, InjectConfig, SkipReason, Upstream};
+use libfuzzer_sys::fuzz_target;
+use serde_json::{json, Map, Value};
+
+fuzz_target!(|body: &[u8]| {
+    let Ok(req) = webhook::parse(body) else {
+        return;
+    };
+    let mut config = InjectConfig::new("credagent:fuzz", Upstream::OrgId("fuzz".into()));
+    config.region = Some("US-EAST-04A".into());
+    config.s3_endpoint = Some("http://cwlota.com".into());
+    let mut sa = Map::new();
+    sa.insert("caios.coreweave.com/inject".into(), json!("true"));
+    for compat in [false, true] {
+        config.coreweave_compat = compat;
+        let _ = webhook::service_account_to_look_up(&req, &config);
+        for annotations in [None, Some(&sa)] {
+            let decision = webhook::admit(&req, annotations, &config);
+            check(&req, &decision, annotations, &config);
+        }
+    }
+});
+
+fn check(req: &webhook::Request, decision: &Decision, sa: Option<&Map<String, Value>>, config: &InjectConfig) {
+    let answer: Value =
+        serde_json::from_slice(&webhook::respond(req, decision).to_bytes()).expect("the answer is JSON");
+    assert_eq!(answer["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(answer["kind"], "AdmissionReview");
+    let rsp = &answer["response"];
+    assert_eq!(rsp["uid"], req.uid.as_str());
+    assert_eq!(rsp["allowed"], !matches!(decision, Decision::Refuse { .. }));
+    let Decision::Inject { .. } = decision else {
+        assert!(rsp.get("patch").is_none(), "a patch without an injection");
+        return;
+    };
+    assert_eq!(rsp["patchType"], "JSONPatch");
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(rsp["patch"].as_str().expect("patch is a string"))
+        .expect("patch is base64");
+    let ops: Value = serde_json::from_slice(&raw).expect("patch is JSON");
+    for op in ops.as_array().expect("patch is a list") {
+        assert_eq!(op["op"], "add", "{op}");
+    }
+    let patch: json_patch::Patch = serde_json::from_value(ops).expect("an RFC 6902 patch");
+    let mut pod = req.object.clone();
+    json_patch::patch(&mut pod, &patch).expect("the patch applies to the Pod");
+    match webhook::decide(&pod, sa, config) {
+        Decision::Skip { reason: SkipReason::AlreadyInjected, .. } => {}
+        other => panic!("a second pass over the patched Pod did not find it injected: {other:?}"),
+    }
+}
