@@ -15,7 +15,8 @@
 //! listeners and sidecar ports distinct, a token lifetime Kubernetes
 //! accepts, an image reference that passes the grammar), and
 //! `parse_duration` accepts exactly `N` or a sequence of `N(ms|s|m|h)`
-//! (surrounding whitespace allowed).
+//! (spaces between parts, surrounding ASCII whitespace allowed), with the
+//! value they add up to.
 #![no_main]
 
 use std::ffi::OsString;
@@ -91,54 +92,50 @@ fn contain_ca_file(tuning: &mut TuningArgs) {
     }
 }
 
-/// What `parse_duration` is documented to accept.
-fn duration_shaped(raw: &str) -> bool {
-    let s = raw.trim();
+/// What `parse_duration` is documented to accept, and its value in
+/// milliseconds (computed wide, so that overflow is judged independently).
+fn duration_shaped(raw: &str) -> Option<u128> {
+    let s = raw.trim_matches(|c: char| c.is_ascii_whitespace());
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return true;
+        return Some(s.parse::<u128>().unwrap_or(u128::MAX).saturating_mul(1000));
+    }
+    if s.is_empty() {
+        return None;
     }
     let mut rest = s;
-    if rest.is_empty() {
-        return false;
-    }
+    let mut ms: u128 = 0;
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 {
-            return false;
+            return None;
         }
+        let n = rest[..digits].parse::<u128>().unwrap_or(u128::MAX);
         rest = &rest[digits..];
         let letters = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        if !matches!(&rest[..letters], "ms" | "s" | "m" | "h") {
-            return false;
-        }
-        rest = &rest[letters..];
+        let unit: u128 = match &rest[..letters] {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            _ => return None,
+        };
+        ms = ms.saturating_add(n.saturating_mul(unit));
+        rest = rest[letters..].trim_start_matches(' ');
     }
-    true
+    Some(ms)
 }
 
 fn check_duration(raw: &str) {
-    match parse_duration(raw) {
-        Ok(d) => {
-            assert!(
-                duration_shaped(raw),
-                "parse_duration accepted {raw:?} as {d:?}"
-            );
-            // Single-unit values below the saturation point are exact.
-            if let Some(n) = raw
-                .trim()
-                .strip_suffix("ms")
-                .and_then(|n| n.parse::<u64>().ok())
-            {
-                assert_eq!(d, Duration::from_millis(n), "{raw:?}");
-            }
-        }
-        Err(msg) => {
-            let overflow = raw.trim().bytes().filter(u8::is_ascii_digit).count() >= 20;
-            assert!(
-                !duration_shaped(raw) || overflow,
-                "parse_duration rejected {raw:?}: {msg}"
-            );
-        }
+    // Duration's largest value, in whole milliseconds.
+    let max_ms = u128::from(u64::MAX) * 1000 + 999;
+    match (parse_duration(raw), duration_shaped(raw)) {
+        (Ok(d), Some(ms)) => assert_eq!(d.as_millis(), ms, "{raw:?}"),
+        (Ok(d), None) => panic!("parse_duration accepted {raw:?} as {d:?}"),
+        (Err(msg), Some(ms)) => assert!(
+            ms > max_ms && msg.contains("out of range"),
+            "parse_duration rejected {raw:?}: {msg}"
+        ),
+        (Err(_), None) => {}
     }
 }
 
