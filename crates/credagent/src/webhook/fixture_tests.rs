@@ -268,12 +268,6 @@ fn check_injected(case: &Case, body: &[u8], r: &Value) {
 /// Python harness runs the built binary as well).
 fn check_sidecar_args(name: &str, sidecar: &Value) {
     use clap::Parser as _;
-    // Being added on another branch: tolerated as unknown until they land.
-    const PENDING: [&str; 3] = [
-        "--credential-process-dir",
-        "--endpoint-url",
-        "--s3-addressing-style",
-    ];
     let args: Vec<String> = sidecar["args"]
         .as_array()
         .unwrap()
@@ -284,22 +278,7 @@ fn check_sidecar_args(name: &str, sidecar: &Value) {
         let argv = std::iter::once("credagent".to_owned()).chain(args.iter().cloned());
         crate::cli::Cli::try_parse_from(argv).map_err(|e| e.to_string())
     };
-    let cli = match parse(&args) {
-        Ok(cli) => cli,
-        Err(e) if PENDING.iter().any(|p| e.contains(p)) => {
-            let mut kept = Vec::new();
-            let mut it = args.iter();
-            while let Some(a) = it.next() {
-                if PENDING.contains(&a.as_str()) {
-                    it.next();
-                } else {
-                    kept.push(a.clone());
-                }
-            }
-            parse(&kept).unwrap_or_else(|e| panic!("{name}: {e}"))
-        }
-        Err(e) => panic!("{name}: the sidecar rejects {args:?}: {e}"),
-    };
+    let cli = parse(&args).unwrap_or_else(|e| panic!("{name}: the sidecar rejects {args:?}: {e}"));
     let crate::cli::Command::Sidecar(sidecar_args) = cli.command else {
         panic!("{name}: not a sidecar command");
     };
