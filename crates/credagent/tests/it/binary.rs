@@ -8,7 +8,9 @@ use credagent_testkit::{Fault, StandIn};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{kubelet_swap, metric, mint, request, rs256_issuer, SECRET_ACCESS_KEY};
+use crate::support::{
+    free_port, kubelet_swap, metric, mint, request, rs256_issuer, SECRET_ACCESS_KEY,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_credagent");
 
@@ -175,14 +177,6 @@ fn env_vars_configure_the_sidecar() {
     );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains(&port) && err.contains("--listen"), "{err}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]

@@ -11,18 +11,12 @@ use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{kubelet_swap, metric, mint, request, rs256_issuer, SECRET_ACCESS_KEY};
+use crate::support::{
+    free_port, kubelet_swap, metric, mint, request, rs256_issuer, SECRET_ACCESS_KEY,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_credagent");
 const SESSION: &str = "SeSsIoN-ToKeN-node-MuSt-NoT-LeAk";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn standin(issuer: &Issuer, shutdown: &CancellationToken) -> StandIn {
     StandIn::start(

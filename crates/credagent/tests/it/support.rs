@@ -358,3 +358,32 @@ pub async fn botocore_json(script: &str, home: &Path, env: &[(&str, String)]) ->
     );
     serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("bad output: {stdout}"))
 }
+
+/// A TCP port for a child process to bind later (on 127.0.0.1 and 0.0.0.0).
+/// Taken below the kernel's ephemeral range, so that no `bind(:0)` in a
+/// parallel test (or the client side of any connection) can take it between
+/// now and the child's bind; each call in this process gets a different one.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000, ephemeral_start.clamp(10_001, 65_535));
+    let span = high - low;
+    let offset = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let port = low + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = u16::try_from(port).expect("below 65536");
+        let free = |ip: &str| std::net::TcpListener::bind((ip, port)).is_ok();
+        if free("127.0.0.1") && free("0.0.0.0") {
+            return port;
+        }
+    }
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

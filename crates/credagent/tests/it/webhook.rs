@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{
-    botocore_json, metric, mint, request, rs256_issuer, standin_config, test_pki, until,
+    botocore_json, free_port, metric, mint, request, rs256_issuer, standin_config, test_pki, until,
     ACCESS_KEY_ID, SECRET_ACCESS_KEY,
 };
 
@@ -222,14 +222,6 @@ pub fn patched(review: &[u8], answer: &Value) -> Value {
     pod
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Rewrites a path inside the Pod to the test's directory for it.
 fn remap(value: &str, dirs: &[(&str, &Path)]) -> String {
     for (pod_dir, host_dir) in dirs {
@@ -335,6 +327,7 @@ async fn the_injected_sidecar_serves_botocore_configured_by_the_injected_env() {
         .map(|a| remap(a.as_str().unwrap(), &dirs))
         .collect();
     assert_eq!(args[0], "sidecar");
+    let sidecar_log = rig.dir.path().join("sidecar.log");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_credagent"))
         .args(&args)
         .env_clear()
@@ -345,7 +338,7 @@ async fn the_injected_sidecar_serves_botocore_configured_by_the_injected_env() {
         )
         .kill_on_drop(true)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&sidecar_log).unwrap())
         .spawn()
         .expect("the sidecar starts");
     // Its startupProbe, as kubelet runs it.
@@ -360,7 +353,10 @@ async fn the_injected_sidecar_serves_botocore_configured_by_the_injected_env() {
         if ok {
             break;
         }
-        assert!(child.try_wait().unwrap().is_none(), "the sidecar exited");
+        if let Some(status) = child.try_wait().unwrap() {
+            let log = std::fs::read_to_string(&sidecar_log).unwrap_or_default();
+            panic!("the sidecar exited ({status}): {log}");
+        }
         assert!(
             tokio::time::Instant::now() < deadline,
             "the sidecar never became ready"
