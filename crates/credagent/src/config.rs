@@ -32,7 +32,7 @@ pub use self::sidecar::{
     AddressingStyle, FileSinkConfig, ImdsConfig, ProcessDirConfig, SidecarConfig,
 };
 pub use self::upstream::{
-    check_fetch_url, is_loopback_host, refresh_policy, upstream_config, UpstreamConfig,
-    COREWEAVE_EXCHANGE_BASE,
+    check_fetch_url, is_loopback_host, refresh_policy, upstream_config, valid_org_id, valid_region,
+    UpstreamConfig, COREWEAVE_EXCHANGE_BASE, ORG_ID_RULE, REGION_RULE,
 };
 pub use self::webhook::{InjectSettings, InjectUpstream, WebhookConfig};

@@ -77,6 +77,21 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// The credentials the crate's unit tests serve (`AKID`, a role, the given
+/// session token).
+#[cfg(test)]
+pub(crate) fn sample(session_token: &str) -> Credentials {
+    Credentials {
+        access_key_id: "AKID".into(),
+        secret_access_key: Secret::new("s3cr3t"),
+        session_token: Secret::new(session_token),
+        expiration: time::macros::datetime!(2026-03-14 21:44:43.250 +02:00),
+        role: Some("role".into()),
+        account_id: None,
+        server_date: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -165,20 +165,7 @@ impl fmt::Debug for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::Secret;
-    use time::macros::datetime;
-
-    fn creds(token: &str) -> Credentials {
-        Credentials {
-            access_key_id: "AKID".into(),
-            secret_access_key: Secret::new("s3cr3t"),
-            session_token: Secret::new(token),
-            expiration: datetime!(2026-03-14 21:44:43.250 +02:00),
-            role: Some("role".into()),
-            account_id: None,
-            server_date: None,
-        }
-    }
+    use crate::credentials::sample as creds;
 
     #[tokio::test(start_paused = true)]
     async fn servable_until_margin_before_expiry() {

@@ -7,7 +7,7 @@ use http::Uri;
 
 use super::error::ConfigError;
 use super::refresh::RefreshPolicy;
-use super::upstream::{refresh_policy, upstream_config, UpstreamConfig};
+use super::upstream::{refresh_policy, upstream_config, valid_region, UpstreamConfig, REGION_RULE};
 use crate::cli::{AddressingStyleArg, SidecarArgs};
 
 /// Everything `credagent sidecar` needs, validated.
@@ -106,16 +106,8 @@ impl SidecarConfig {
             return Err(ConfigError::new("--auth-token-file", "must name a file"));
         }
         if let Some(region) = &args.region {
-            let valid = !region.is_empty()
-                && region.len() <= 64
-                && region
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-            if !valid {
-                return Err(ConfigError::new(
-                    "--region",
-                    "must be letters, digits and '-'",
-                ));
+            if !valid_region(region) {
+                return Err(ConfigError::new("--region", REGION_RULE));
             }
         }
         let profile_ok = !args.credentials_profile.is_empty()

@@ -41,27 +41,35 @@ impl std::fmt::Debug for UpstreamConfig {
     }
 }
 
+/// Which of `--exchange-url` and `--org-id` was given.
+pub(super) enum Given<'a> {
+    ExchangeUrl(&'a str),
+    OrgId(&'a str),
+}
+
+/// Exactly one of `--exchange-url` and `--org-id`, validated, and the
+/// exchange URL it makes.
+pub(super) fn exchange_target(upstream: &UpstreamArgs) -> Result<(Given<'_>, Uri), ConfigError> {
+    match (&upstream.exchange_url, &upstream.org_id) {
+        (Some(url), None) => Ok((Given::ExchangeUrl(url), exchange_url(url)?)),
+        (None, Some(org)) => Ok((Given::OrgId(org), org_url(org)?)),
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            "--exchange-url",
+            "give either --exchange-url or --org-id, not both",
+        )),
+        (None, None) => Err(ConfigError::new(
+            "--org-id",
+            "one of --org-id or --exchange-url is required",
+        )),
+    }
+}
+
 /// Validates the upstream flags shared by the modes.
 pub fn upstream_config(
     upstream: &UpstreamArgs,
     tuning: &TuningArgs,
 ) -> Result<UpstreamConfig, ConfigError> {
-    let url = match (&upstream.exchange_url, &upstream.org_id) {
-        (Some(url), None) => exchange_url(url)?,
-        (None, Some(org)) => org_url(org)?,
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::new(
-                "--exchange-url",
-                "give either --exchange-url or --org-id, not both",
-            ))
-        }
-        (None, None) => {
-            return Err(ConfigError::new(
-                "--org-id",
-                "one of --org-id or --exchange-url is required",
-            ))
-        }
-    };
+    let (_, url) = exchange_target(upstream)?;
     let connect_timeout = parse_duration(&tuning.connect_timeout)
         .map_err(|e| ConfigError::new("--connect-timeout", e))?;
     let timeout = parse_duration(&tuning.upstream_timeout)
@@ -124,17 +132,33 @@ pub(super) fn exchange_url(raw: &str) -> Result<Uri, ConfigError> {
     Ok(uri)
 }
 
-pub(super) fn org_url(org: &str) -> Result<Uri, ConfigError> {
-    let valid = !org.is_empty()
+/// What an organization id may be.
+pub const ORG_ID_RULE: &str = "must be 1-128 characters of letters, digits, '-', '_' or '.'";
+
+/// Whether `org` is an organization id (`ORG_ID_RULE`).
+pub fn valid_org_id(org: &str) -> bool {
+    !org.is_empty()
         && org.len() <= 128
         && org
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if !valid {
-        return Err(ConfigError::new(
-            "--org-id",
-            "must be 1-128 characters of letters, digits, '-', '_' or '.'",
-        ));
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// What a region name may be.
+pub const REGION_RULE: &str = "must be 1-64 characters of letters, digits and '-'";
+
+/// Whether `region` is a region name (`REGION_RULE`).
+pub fn valid_region(region: &str) -> bool {
+    !region.is_empty()
+        && region.len() <= 64
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+pub(super) fn org_url(org: &str) -> Result<Uri, ConfigError> {
+    if !valid_org_id(org) {
+        return Err(ConfigError::new("--org-id", ORG_ID_RULE));
     }
     format!("{COREWEAVE_EXCHANGE_BASE}{org}")
         .parse()

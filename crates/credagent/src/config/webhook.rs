@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::duration::parse_duration;
 use super::error::ConfigError;
 use super::image::image_reference;
-use super::upstream::{exchange_url, org_url};
+use super::upstream::{exchange_target, Given};
 use crate::cli::{PullPolicyArg, WebhookArgs};
 
 /// Smallest `--max-body-bytes` (no Pod fits in less).
@@ -145,27 +145,9 @@ fn inject_settings(args: &WebhookArgs) -> Result<InjectSettings, ConfigError> {
     image_reference(&args.sidecar_image).map_err(|why| ConfigError::new("--sidecar-image", why))?;
     // Checked exactly as the sidecar will check them, so that no injected
     // sidecar exits 2 on the upstream it was given.
-    let upstream = match (&args.upstream.exchange_url, &args.upstream.org_id) {
-        (Some(url), None) => {
-            exchange_url(url)?;
-            InjectUpstream::ExchangeUrl(url.clone())
-        }
-        (None, Some(org)) => {
-            org_url(org)?;
-            InjectUpstream::OrgId(org.clone())
-        }
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::new(
-                "--exchange-url",
-                "give either --exchange-url or --org-id, not both",
-            ))
-        }
-        (None, None) => {
-            return Err(ConfigError::new(
-                "--org-id",
-                "one of --org-id or --exchange-url is required",
-            ))
-        }
+    let upstream = match exchange_target(&args.upstream)? {
+        (Given::ExchangeUrl(url), _) => InjectUpstream::ExchangeUrl(url.to_owned()),
+        (Given::OrgId(org), _) => InjectUpstream::OrgId(org.to_owned()),
     };
     let lifetime = parse_duration(&args.token_expiration)
         .map_err(|e| ConfigError::new("--token-expiration", e))?;

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::names;
 use super::quantity;
+use crate::config;
 
 /// Default token audience (what CoreWeave's guide recommends).
 pub const DEFAULT_AUDIENCE: &str = "https://coreweave.com/iam";
@@ -189,16 +190,8 @@ impl InjectConfig {
         }
         match &self.upstream {
             Upstream::OrgId(org) => {
-                let valid = !org.is_empty()
-                    && org.len() <= 128
-                    && org
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-                if !valid {
-                    return err(
-                        "upstream.org_id",
-                        "must be 1-128 characters of letters, digits, '-', '_' or '.'",
-                    );
+                if !config::valid_org_id(org) {
+                    return err("upstream.org_id", config::ORG_ID_RULE);
                 }
             }
             Upstream::ExchangeUrl(url) => {
@@ -226,13 +219,8 @@ impl InjectConfig {
             );
         }
         if let Some(region) = &self.region {
-            let valid = !region.is_empty()
-                && region.len() <= 64
-                && region
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-            if !valid {
-                return err("region", "must be letters, digits and '-'");
+            if !config::valid_region(region) {
+                return err("region", config::REGION_RULE);
             }
         }
         if let Some(url) = &self.s3_endpoint {
