@@ -42,8 +42,10 @@ Checks:
                webhook; their script, run by busybox against a real sidecar,
                passes, and fails with the reason when it should
   notes        NOTES.txt renders (helm install --dry-run=client) for each values file
-  manifests    manifests/ equals a fresh `scripts/render-manifests.sh`; the
-               daemonset overlay's bounds are the ones its limit was computed from
+  manifests    manifests/ equals a fresh `scripts/render-manifests.sh --check`
+               (which also builds the webhook's compat overlay against the
+               chart's compat render); the daemonset overlay's bounds are the
+               ones its limit was computed from
   yamllint     the chart's YAML files and every render
 
   --update-golden  rewrite tests/golden/*.yaml from the current chart and exit
@@ -997,8 +999,9 @@ def notes_check(report, helm, ci_files):
 def manifests_check(report, helm):
     report.section("manifests (rendered from the chart by scripts/render-manifests.sh)")
     p = run([ROOT / "scripts" / "render-manifests.sh", "--check"], env=dict(os.environ, HELM=str(helm.binary)))
-    report.check("manifests/daemonset/generated.yaml, manifests/monitoring/generated.yaml and the dashboard "
-                 "equal a fresh render", p.returncode == 0, (p.stdout + p.stderr).strip().splitlines()[-30:])
+    report.check("the generated.yaml of manifests/daemonset, monitoring, webhook/base and webhook/coreweave-compat "
+                 "and the dashboard equal a fresh render; the compat overlay builds what the chart renders with "
+                 "compat on", p.returncode == 0, (p.stdout + p.stderr).strip().splitlines()[-30:])
     kz = yaml.safe_load((ROOT / "manifests" / "daemonset" / "kustomization.yaml").read_text())
     literals = dict(x.split("=", 1) for g in kz["configMapGenerator"] if g["name"] == "credagent-node"
                     for x in g.get("literals", []))

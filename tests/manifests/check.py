@@ -708,7 +708,12 @@ def webhook_check(report, rendered):
             if env.get("CREDAGENT_SIDECAR_IMAGE") != c.get("image"):
                 problems.append(f"CREDAGENT_SIDECAR_IMAGE {env.get('CREDAGENT_SIDECAR_IMAGE')!r} is not the "
                                 f"webhook's own image {c.get('image')!r}")
-            report.problems(f"{where}/{c['name']}: probes, ports, injected image = its own image", problems)
+            pull = env.get("CREDAGENT_IMAGE_PULL_POLICY", "IfNotPresent")  # the webhook's default
+            if c.get("imagePullPolicy") and pull != c["imagePullPolicy"]:
+                problems.append(f"CREDAGENT_IMAGE_PULL_POLICY {pull!r} is not the webhook's own imagePullPolicy "
+                                f"{c['imagePullPolicy']!r}")
+            report.problems(f"{where}/{c['name']}: probes, ports, injected image = its own image, pulled the same way",
+                            problems)
 
             problems = []
             cert_file = env.get("CREDAGENT_TLS_CERT_FILE", WEBHOOK_TLS_DIR + "/tls.crt")
