@@ -77,13 +77,12 @@ pub struct TuningArgs {
         long,
         env = "CREDAGENT_PROXY",
         value_name = "URL",
-        hide_env_values = true,
-        conflicts_with = "no_proxy"
+        hide_env_values = true
     )]
     pub proxy: Option<ProxyArg>,
 
-    /// Ignore HTTPS_PROXY, HTTP_PROXY and NO_PROXY: connect directly.
-    #[arg(long)]
+    /// Ignore HTTPS_PROXY, HTTP_PROXY and NO_PROXY: connect directly (not with --proxy).
+    #[arg(long, env = "CREDAGENT_NO_PROXY")]
     pub no_proxy: bool,
 }
 

@@ -19,6 +19,7 @@ async fn credagent(args: &[&str]) -> Output {
         cmd.env_remove(var);
     }
     cmd.env_remove("CREDAGENT_PROXY")
+        .env_remove("CREDAGENT_NO_PROXY")
         .args(args)
         .output()
         .await

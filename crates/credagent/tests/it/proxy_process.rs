@@ -29,7 +29,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_credagent");
 const PASSWORD: &str = "Pr0xy-PaSsW0rd-MuSt-NoT-LeAk";
 
 /// Every variable that could point the agent at a proxy.
-const PROXY_VARS: [&str; 8] = [
+const PROXY_VARS: [&str; 9] = [
     "HTTPS_PROXY",
     "https_proxy",
     "HTTP_PROXY",
@@ -38,6 +38,7 @@ const PROXY_VARS: [&str; 8] = [
     "no_proxy",
     "ALL_PROXY",
     "CREDAGENT_PROXY",
+    "CREDAGENT_NO_PROXY",
 ];
 
 /// A TLS stand-in named `standin.credagent.test`, its CA in a file, and a
@@ -303,6 +304,32 @@ async fn proxy_credentials_are_sent_and_never_printed() {
             "error: invalid value for HTTPS_PROXY: TLS to the proxy (https://) is not supported"
         ),
         "{err}"
+    );
+    seen.push_str(&err);
+    let o = trace(&[("HTTPS_PROXY", &with_creds), ("CREDAGENT_NO_PROXY", "true")])
+        .args(site.sidecar_args(1, 2))
+        .arg("--check-config")
+        .output()
+        .await
+        .unwrap();
+    let printed = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        printed.contains(
+            "proxy: ProxySettings { https: None, http: None, no_proxy: None, disabled: true }"
+        ),
+        "{printed}"
+    );
+    let o = trace(&[])
+        .args(site.sidecar_args(1, 2))
+        .args(["--proxy", &with_creds, "--no-proxy"])
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(
+        err,
+        "error: invalid value for --no-proxy: give either --proxy or --no-proxy, not both\n"
     );
     seen.push_str(&err);
     let o = trace(&[("CREDAGENT_PROXY", &with_creds)])
