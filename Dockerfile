@@ -9,7 +9,9 @@
 # The build stage runs on the target platform (natively, or under QEMU with
 # buildx), so `uname -m` names the musl target: x86_64 or aarch64. The release
 # profile in Cargo.toml already asks for LTO, one codegen unit, strip and
-# panic=abort.
+# panic=abort. scripts/check-image-binaries.sh (run by scripts/test.sh) builds
+# both targets with exactly these cargo flags and runs each binary as a
+# sidecar, the aarch64 one under qemu-user.
 #
 # Base images are pinned by the digest of their multi-arch index; the tag
 # beside each digest is for people. Refresh both together:

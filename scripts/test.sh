@@ -53,6 +53,7 @@ cargo_tests() {
   rm -f "$log.cargo"
 }
 part cargo_tests
+part ./scripts/check-image-binaries.sh
 
 step "interoperability suite: real AWS SDK clients against credagent sidecar and s3s-fs"
 part ./tests/interop/run.sh

@@ -15,7 +15,7 @@ mod webhook;
 pub use self::node::{NodeArgs, NodeCommand, SetupLinkArgs, DEFAULT_NODE_LISTEN};
 pub use self::ops::{CredentialProcessArgs, DoctorArgs, ExchangeArgs, PrincipalArgs};
 pub use self::shared::{
-    ServingArgs, TuningArgs, UpstreamArgs, DEFAULT_ADMIN_LISTEN, DEFAULT_AUDIENCE,
+    ProxyArg, ServingArgs, TuningArgs, UpstreamArgs, DEFAULT_ADMIN_LISTEN, DEFAULT_AUDIENCE,
     DEFAULT_AUTH_TOKEN_FILE, DEFAULT_LISTEN, DEFAULT_TOKEN_FILE,
 };
 pub use self::sidecar::{AddressingStyleArg, DemoArgs, SidecarArgs};

@@ -9,7 +9,10 @@
 //! the CLI definitions, so every stage can import its configuration without
 //! the configuration importing the stage.
 //!
-//! - `upstream`: the exchange endpoint, timeouts and roots, the refresh flags.
+//! - `upstream`: the exchange endpoint, timeouts and roots, the refresh
+//!   flags, and [`OutboundConfig`] for the one outbound client.
+//! - `proxy`: [`ProxySettings`] from `--proxy`/`--no-proxy` and `HTTPS_PROXY`,
+//!   `HTTP_PROXY`, `NO_PROXY`.
 //! - `refresh`: [`RefreshPolicy`].
 //! - `sidecar`, `node`, `webhook`: each mode's whole configuration.
 //! - `duration`: `500ms`, `20m`, `1h`, bare seconds.
@@ -18,6 +21,7 @@ mod duration;
 mod error;
 mod image;
 mod node;
+mod proxy;
 mod refresh;
 mod sidecar;
 mod upstream;
@@ -27,12 +31,16 @@ pub use self::duration::parse_duration;
 pub use self::error::ConfigError;
 pub use self::image::image_reference;
 pub use self::node::{CacheConfig, NodeConfig, SourceLimits, VerifyConfig};
+pub use self::proxy::{
+    proxy_settings, ProxyOrigin, ProxySettings, ProxyUrl, HTTPS_PROXY_VARS, HTTP_PROXY_VARS,
+    NO_PROXY_VARS,
+};
 pub use self::refresh::RefreshPolicy;
 pub use self::sidecar::{
     AddressingStyle, FileSinkConfig, ImdsConfig, ProcessDirConfig, SidecarConfig,
 };
 pub use self::upstream::{
     check_fetch_url, is_loopback_host, refresh_policy, upstream_config, valid_org_id, valid_region,
-    UpstreamConfig, COREWEAVE_EXCHANGE_BASE, ORG_ID_RULE, REGION_RULE,
+    OutboundConfig, UpstreamConfig, COREWEAVE_EXCHANGE_BASE, ORG_ID_RULE, REGION_RULE,
 };
 pub use self::webhook::{InjectSettings, InjectUpstream, WebhookConfig};

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::cli::DemoArgs;
 use crate::config::RefreshPolicy;
-use crate::config::{parse_duration, ConfigError, SidecarConfig, UpstreamConfig};
+use crate::config::{parse_duration, ConfigError, ProxySettings, SidecarConfig, UpstreamConfig};
 use crate::sidecar::{Options, Sidecar};
 use credagent_testkit::{kubelet, Issuer, StandIn, StandInConfig, TokenSpec};
 
@@ -144,6 +144,8 @@ async fn run_in(
             connect_timeout: Duration::from_secs(3),
             timeout: Duration::from_secs(10),
             extra_roots: Vec::new(),
+            // The stand-in is on loopback: always reached directly.
+            proxy: ProxySettings::none(),
         },
         listen: config.listen,
         admin_listen: config.admin_listen,

@@ -12,10 +12,12 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+mod check;
 pub mod credential_process;
 pub mod doctor;
 pub mod exchange;
 pub mod principal;
+mod reach;
 
 /// GETs `url` (plain http: the agent's own loopback listeners) with
 /// `authorization`, within `timeout`. Returns the status and a body of at

@@ -298,6 +298,24 @@ impl Verifier {
         &self.kid
     }
 
+    /// The public key as a JSON Web Key (`kty` `EC`, `crv` `P-256`), for a
+    /// key set to serve; `None` for RS256 keys.
+    pub fn jwk(&self) -> Option<Value> {
+        let point = &*self.public_key;
+        if self.alg != Alg::Es256 || point.len() != 65 || point[0] != 4 {
+            return None;
+        }
+        Some(json!({
+            "kty": "EC",
+            "crv": "P-256",
+            "alg": "ES256",
+            "use": "sig",
+            "kid": self.kid,
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+        }))
+    }
+
     /// Checks the header's `alg` (so `none` and other algorithms fail) and the signature, then
     /// returns the claims object. It does **not** check `exp`, `nbf` or `aud`; the stand-in
     /// server does that itself. Errors never contain any part of the token.

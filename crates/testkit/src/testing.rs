@@ -11,7 +11,7 @@ use hyper_util::rt::TokioIo;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use tokio::net::TcpStream;
 
-/// A test PKI: a CA and a leaf for `localhost` and `127.0.0.1`, signed by it.
+/// A test PKI: a CA and a leaf (for `localhost` and `127.0.0.1` unless named), signed by it.
 pub struct TestPki {
     /// The server configuration that presents the leaf.
     pub server: Arc<rustls::ServerConfig>,
@@ -33,6 +33,12 @@ impl std::fmt::Debug for TestPki {
 
 /// Generates a fresh [`TestPki`].
 pub fn test_pki() -> TestPki {
+    test_pki_for(&["localhost", "127.0.0.1"])
+}
+
+/// Generates a fresh [`TestPki`] whose leaf names `names` (DNS names or IP
+/// addresses).
+pub fn test_pki_for(names: &[&str]) -> TestPki {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
     let ca_key = KeyPair::generate().expect("rcgen key generation");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("empty SAN list");
@@ -43,8 +49,8 @@ pub fn test_pki() -> TestPki {
     let ca = ca_params.self_signed(&ca_key).expect("self-signed CA");
 
     let leaf_key = KeyPair::generate().expect("rcgen key generation");
-    let leaf_params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .expect("valid SANs");
+    let sans: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let leaf_params = CertificateParams::new(sans).expect("valid SANs");
     let leaf = leaf_params
         .signed_by(&leaf_key, &ca, &ca_key)
         .expect("leaf signed by CA");

@@ -71,6 +71,38 @@ pub struct TuningArgs {
     /// Extra PEM root certificates for the upstream (private CA, tests).
     #[arg(long, env = "CREDAGENT_CA_FILE", value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
+
+    /// HTTP proxy for every outbound connection (http://[USER:PASSWORD@]HOST:PORT); wins over HTTPS_PROXY/HTTP_PROXY, NO_PROXY still applies.
+    #[arg(
+        long,
+        env = "CREDAGENT_PROXY",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub proxy: Option<ProxyArg>,
+
+    /// Ignore HTTPS_PROXY, HTTP_PROXY and NO_PROXY: connect directly (not with --proxy).
+    #[arg(long, env = "CREDAGENT_NO_PROXY")]
+    pub no_proxy: bool,
+}
+
+/// A `--proxy` value as given. It may hold a password, so its Debug does
+/// not show it; `config` validates it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProxyArg(pub String);
+
+impl std::str::FromStr for ProxyArg {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for ProxyArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProxyArg(** redacted **)")
+    }
 }
 
 /// What the long-running modes (sidecar, node) share about serving.

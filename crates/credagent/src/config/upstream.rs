@@ -1,5 +1,6 @@
 //! The upstream and refresh flags every mode shares (`--exchange-url` or
-//! `--org-id`, timeouts, `--ca-file`, the refresh schedule).
+//! `--org-id`, timeouts, `--ca-file`, the proxy, the refresh schedule), and
+//! [`OutboundConfig`], what the one outbound client is built from.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use rustls_pki_types::CertificateDer;
 
 use super::duration::parse_duration;
 use super::error::ConfigError;
+use super::proxy::{proxy_settings, ProxySettings};
 use super::refresh::RefreshPolicy;
 use crate::cli::{TuningArgs, UpstreamArgs};
 
@@ -28,6 +30,34 @@ pub struct UpstreamConfig {
     pub timeout: Duration,
     /// Extra trusted roots (from `--ca-file`), beside the webpki roots.
     pub extra_roots: Vec<CertificateDer<'static>>,
+    /// The proxy for outbound connections (`--proxy`, `HTTPS_PROXY`, ...).
+    pub proxy: ProxySettings,
+}
+
+/// What the one outbound HTTP(S) client is built from: every caller (the
+/// exchange, node mode's key-set fetches, the webhook's API calls) uses the
+/// same timeouts, roots and proxy.
+#[derive(Clone)]
+pub struct OutboundConfig {
+    /// Time allowed to open a TCP connection (to the destination or the proxy).
+    pub connect_timeout: Duration,
+    /// Extra trusted roots (from `--ca-file`), beside the webpki roots.
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    /// Which destinations go through which proxy.
+    pub proxy: ProxySettings,
+}
+
+// === impl UpstreamConfig ===
+
+impl UpstreamConfig {
+    /// The outbound client's settings for this upstream's flags.
+    pub fn outbound(&self) -> OutboundConfig {
+        OutboundConfig {
+            connect_timeout: self.connect_timeout,
+            extra_roots: self.extra_roots.clone(),
+            proxy: self.proxy.clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for UpstreamConfig {
@@ -37,6 +67,17 @@ impl std::fmt::Debug for UpstreamConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("timeout", &self.timeout)
             .field("extra_roots", &self.extra_roots.len())
+            .field("proxy", &self.proxy)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for OutboundConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboundConfig")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("extra_roots", &self.extra_roots.len())
+            .field("proxy", &self.proxy)
             .finish()
     }
 }
@@ -64,7 +105,8 @@ pub(super) fn exchange_target(upstream: &UpstreamArgs) -> Result<(Given<'_>, Uri
     }
 }
 
-/// Validates the upstream flags shared by the modes.
+/// Validates the upstream flags shared by the modes; the proxy variables
+/// are read from the process environment, once, here.
 pub fn upstream_config(
     upstream: &UpstreamArgs,
     tuning: &TuningArgs,
@@ -84,11 +126,13 @@ pub fn upstream_config(
         None => Vec::new(),
         Some(path) => load_roots(path)?,
     };
+    let proxy = proxy_settings(tuning, |name| std::env::var(name).ok())?;
     Ok(UpstreamConfig {
         url,
         connect_timeout,
         timeout,
         extra_roots,
+        proxy,
     })
 }
 

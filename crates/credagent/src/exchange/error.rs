@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::credentials::Expired;
+use crate::outbound::ProxyError;
 use crate::wire::{format_expiration, WireError};
 
 /// Why an exchange failed. Display never contains a token or a secret.
@@ -35,6 +36,10 @@ pub enum ExchangeError {
     /// Connecting, TLS, or the connection broke.
     #[error("cannot reach the upstream: {0}")]
     Transport(String),
+    /// The proxy refused the tunnel to the upstream (407, 403, 502...) or
+    /// cannot be reached. Its Display names the proxy, never its credentials.
+    #[error(transparent)]
+    Proxy(ProxyError),
     /// No complete answer within the configured time.
     #[error("upstream did not answer within {0:?}")]
     Timeout(Duration),
@@ -74,6 +79,8 @@ impl ExchangeError {
             Self::Upstream { .. } => "upstream_error",
             Self::UnexpectedStatus { .. } => "unexpected_status",
             Self::Transport(_) => "transport",
+            Self::Proxy(ProxyError::Refused { .. }) => "proxy_refused",
+            Self::Proxy(ProxyError::Unreachable { .. }) => "proxy_unreachable",
             Self::Timeout(_) => "timeout",
             Self::Malformed(_) => "malformed",
             Self::Expired { .. } => "expired",
@@ -83,12 +90,14 @@ impl ExchangeError {
 
     /// Every [`class`](Self::class) there is, for metrics that show each
     /// series from the start.
-    pub const CLASSES: [&'static str; 9] = [
+    pub const CLASSES: [&'static str; 11] = [
         "auth_rejected",
         "throttled",
         "upstream_error",
         "unexpected_status",
         "transport",
+        "proxy_refused",
+        "proxy_unreachable",
         "timeout",
         "malformed",
         "expired",
@@ -127,7 +136,8 @@ impl ExchangeError {
             | Self::Upstream { status }
             | Self::UnexpectedStatus { status } => *status,
             Self::Throttled { .. } => 429,
-            Self::Transport(_) | Self::Timeout(_) | Self::InvalidToken => 0,
+            // A proxy's refusal is not the upstream's answer.
+            Self::Transport(_) | Self::Proxy(_) | Self::Timeout(_) | Self::InvalidToken => 0,
         };
         status_class(status)
     }
@@ -205,6 +215,26 @@ mod tests {
                 ExchangeError::Malformed("x".into()),
                 Disposition::Retry,
                 "2xx",
+            ),
+            (
+                ExchangeError::Proxy(ProxyError::Refused {
+                    proxy: "http://proxy:3128".into(),
+                    origin: crate::config::ProxyOrigin::Env("HTTPS_PROXY"),
+                    target: "api.example:443".into(),
+                    status: Some(407),
+                    reason: "HTTP 407".into(),
+                }),
+                Disposition::Retry,
+                "error",
+            ),
+            (
+                ExchangeError::Proxy(ProxyError::Unreachable {
+                    proxy: "http://proxy:3128".into(),
+                    origin: crate::config::ProxyOrigin::Flag,
+                    reason: "tcp connect error".into(),
+                }),
+                Disposition::Retry,
+                "error",
             ),
         ];
         for (e, disposition, class) in cases {

@@ -13,7 +13,7 @@ use super::error::ExchangeError;
 use super::parse::{parse_credentials, MAX_RESPONSE_BYTES};
 use crate::config::UpstreamConfig;
 use crate::credentials::Credentials;
-use crate::outbound::{read_body, BodyError, BuildError, Outbound};
+use crate::outbound::{read_body, BodyError, BuildError, Outbound, SendError};
 use crate::secret::Secret;
 
 /// Longest `Retry-After` honoured; a larger one is clamped.
@@ -33,7 +33,7 @@ impl HttpExchanger {
     /// Builds a client for `config`.
     pub fn new(config: &UpstreamConfig) -> Result<Self, BuildError> {
         Ok(Self {
-            client: Outbound::new(config.connect_timeout, &config.extra_roots)?,
+            client: Outbound::new(&config.outbound())?,
             url: config.url.clone(),
             timeout: config.timeout,
         })
@@ -53,11 +53,10 @@ impl HttpExchanger {
             .header(USER_AGENT, concat!("credagent/", env!("CARGO_PKG_VERSION")))
             .body(Empty::new())
             .map_err(|e| ExchangeError::Transport(format!("cannot build request: {e}")))?;
-        let rsp = self
-            .client
-            .send(req)
-            .await
-            .map_err(ExchangeError::Transport)?;
+        let rsp = self.client.send(req).await.map_err(|e| match e {
+            SendError::Proxy(p) => ExchangeError::Proxy(p),
+            SendError::Transport(m) => ExchangeError::Transport(m),
+        })?;
         let status = rsp.status();
         let server_date = rsp
             .headers()

@@ -169,10 +169,7 @@ impl Service {
                     &issuers,
                     v.audience.clone(),
                     clock.clone(),
-                    Outbound::new(
-                        config.upstream.connect_timeout,
-                        &config.upstream.extra_roots,
-                    )?,
+                    Outbound::new(&config.upstream.outbound())?,
                     VerifyMetrics::register(&metrics)?,
                 );
                 tokio::spawn(verifier.clone().run(shutdown.clone()));

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use http::Uri;
 
+pub use super::check::Check;
 use crate::clock::unix_seconds;
 use crate::config::SidecarConfig;
 use crate::credentials::Credentials;
@@ -14,39 +15,6 @@ use crate::token::{self, read_token, ReadError, Token};
 
 /// Largest clock difference tolerated with the upstream or the token issuer.
 const MAX_SKEW: Duration = Duration::from_secs(300);
-
-/// One line of the checklist.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Check {
-    /// What was checked.
-    pub name: &'static str,
-    /// Whether it passed.
-    pub ok: bool,
-    /// What was found.
-    pub detail: String,
-    /// How to fix it (failures only).
-    pub fix: Option<String>,
-}
-
-impl Check {
-    fn pass(name: &'static str, detail: impl Into<String>) -> Self {
-        Self {
-            name,
-            ok: true,
-            detail: detail.into(),
-            fix: None,
-        }
-    }
-
-    fn fail(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Self {
-        Self {
-            name,
-            ok: false,
-            detail: detail.into(),
-            fix: Some(fix.into()),
-        }
-    }
-}
 
 /// Runs every check against `config`.
 pub async fn run(config: &SidecarConfig, audience: &str) -> Vec<Check> {
@@ -69,7 +37,7 @@ pub async fn run(config: &SidecarConfig, audience: &str) -> Vec<Check> {
     if let Some(t) = &token {
         checks.extend(claims(t, audience));
     }
-    checks.push(reachability(&config.upstream.url, config.upstream.connect_timeout).await);
+    checks.extend(super::reach::upstream_path(&config.upstream).await);
     let exchanged = match &token {
         Some(t) => Some(exchange(config, t).await),
         None => None,
@@ -185,57 +153,6 @@ fn claims(token: &Token, audience: &str) -> Vec<Check> {
     out
 }
 
-async fn reachability(url: &Uri, timeout: Duration) -> Check {
-    let Some(host) = url.host() else {
-        return Check::fail(
-            "upstream reachable",
-            "the exchange URL has no host",
-            "fix --exchange-url",
-        );
-    };
-    let port = url
-        .port_u16()
-        .unwrap_or(if url.scheme_str() == Some("http") {
-            80
-        } else {
-            443
-        });
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs: Vec<std::net::SocketAddr> = match tokio::net::lookup_host((bare, port)).await {
-        Ok(a) => a.collect(),
-        Err(e) => {
-            return Check::fail(
-                "upstream reachable",
-                format!("cannot resolve {host}: {e}"),
-                "check the Pod's DNS (dnsPolicy) and egress",
-            )
-        }
-    };
-    let Some(first) = addrs.first().copied() else {
-        return Check::fail(
-            "upstream reachable",
-            format!("{host} resolves to no address"),
-            "check the Pod's DNS",
-        );
-    };
-    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(first)).await {
-        Ok(Ok(_)) => Check::pass(
-            "upstream reachable",
-            format!("{host} resolves to {}, TCP connect ok", first.ip()),
-        ),
-        Ok(Err(e)) => Check::fail(
-            "upstream reachable",
-            format!("cannot connect to {first}: {e}"),
-            "check NetworkPolicies, egress firewalls and proxies",
-        ),
-        Err(_) => Check::fail(
-            "upstream reachable",
-            format!("no TCP connection to {first} within {}s", timeout.as_secs()),
-            "check NetworkPolicies, egress firewalls and proxies",
-        ),
-    }
-}
-
 async fn exchange(config: &SidecarConfig, token: &Token) -> (Check, Option<Credentials>) {
     let client = match HttpExchanger::new(&config.upstream) {
         Ok(c) => c,
@@ -266,6 +183,7 @@ async fn exchange(config: &SidecarConfig, token: &Token) -> (Check, Option<Crede
                 ExchangeError::Transport(m) if m.to_lowercase().contains("certificate") => "the upstream's certificate is not trusted: pass --ca-file for a private CA, or check for a TLS-intercepting proxy",
                 ExchangeError::Transport(_) | ExchangeError::Timeout(_) => "check egress to the upstream, proxies and DNS",
                 ExchangeError::Throttled { .. } => "the upstream is throttling; retry later",
+                ExchangeError::Proxy(_) => "see the proxy check above",
                 _ => "retry later; if it persists, check --exchange-url / --org-id",
             };
             (Check::fail("exchange", e.to_string(), fix), None)

@@ -73,7 +73,9 @@ pub async fn run(token_file: &Path, upstream: &UpstreamConfig, show_secret: bool
             let code = match &e {
                 ExchangeError::AuthRejected { .. } => status::AUTH_REJECTED,
                 ExchangeError::InvalidToken => status::BAD_TOKEN,
-                ExchangeError::Transport(_) | ExchangeError::Timeout(_) => status::TRANSPORT,
+                ExchangeError::Transport(_)
+                | ExchangeError::Proxy(_)
+                | ExchangeError::Timeout(_) => status::TRANSPORT,
                 _ => status::UPSTREAM,
             };
             (format!("error: {e}"), code)

@@ -23,7 +23,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
 use super::kube_wire::{parse_account, parse_list, AccountState, KubeError, ListPage, WatchStream};
-use crate::outbound::{read_body, Outbound};
+use crate::config::{OutboundConfig, ProxySettings};
+use crate::outbound::{read_body, Direct, Outbound, Route};
 use crate::secret::Secret;
 
 /// Where kubelet mounts a Pod's API credentials.
@@ -46,6 +47,8 @@ pub struct KubeConfig {
     pub ca_file: PathBuf,
     /// The namespace this Pod runs in, if the file says.
     pub namespace: Option<String>,
+    /// The proxy settings for the API server (`HTTPS_PROXY`, `NO_PROXY`).
+    pub proxy: ProxySettings,
 }
 
 // === impl KubeConfig ===
@@ -54,15 +57,32 @@ impl KubeConfig {
     /// The Pod's own configuration: the environment kubelet sets and the
     /// files it mounts at [`SERVICE_ACCOUNT_DIR`].
     pub fn in_cluster() -> Result<Self, KubeError> {
-        Self::from_parts(
-            std::env::var("KUBERNETES_SERVICE_HOST").ok(),
-            std::env::var("KUBERNETES_SERVICE_PORT").ok(),
+        Self::from_env(
+            |name| std::env::var(name).ok(),
             Path::new(SERVICE_ACCOUNT_DIR),
         )
     }
 
+    /// [`KubeConfig::in_cluster`] with the environment read through `get`:
+    /// `KUBERNETES_SERVICE_HOST`/`_PORT`, and the proxy variables every
+    /// outbound call honours (the API server's address belongs in
+    /// `NO_PROXY` where a proxy is set).
+    pub fn from_env(get: impl Fn(&str) -> Option<String>, dir: &Path) -> Result<Self, KubeError> {
+        let proxy =
+            ProxySettings::from_env_vars(&get).map_err(|e| KubeError::Config(e.to_string()))?;
+        Ok(Self {
+            proxy,
+            ..Self::from_parts(
+                get("KUBERNETES_SERVICE_HOST"),
+                get("KUBERNETES_SERVICE_PORT"),
+                dir,
+            )?
+        })
+    }
+
     /// The configuration for the API server at `host`:`port` with the
-    /// credentials in `dir` (`token`, `ca.crt`, `namespace`).
+    /// credentials in `dir` (`token`, `ca.crt`, `namespace`), reached
+    /// directly.
     pub fn from_parts(
         host: Option<String>,
         port: Option<String>,
@@ -91,6 +111,7 @@ impl KubeConfig {
             token_file: dir.join("token"),
             ca_file: dir.join("ca.crt"),
             namespace,
+            proxy: ProxySettings::none(),
         })
     }
 }
@@ -122,13 +143,25 @@ impl KubeClient {
                 config.ca_file.display()
             )));
         }
-        let outbound =
-            Outbound::new(CONNECT_TIMEOUT, &roots).map_err(|e| KubeError::Config(e.to_string()))?;
+        let outbound = Outbound::new(&OutboundConfig {
+            connect_timeout: CONNECT_TIMEOUT,
+            extra_roots: roots,
+            proxy: config.proxy.clone(),
+        })
+        .map_err(|e| KubeError::Config(e.to_string()))?;
         Ok(Self {
             api: config.api.to_string().trim_end_matches('/').to_owned(),
             token_file: config.token_file.clone(),
             outbound,
         })
+    }
+
+    /// How requests to the API server leave: directly or through a proxy.
+    pub fn route(&self) -> Route {
+        match self.api.parse::<Uri>() {
+            Ok(uri) => self.outbound.route(&uri),
+            Err(_) => Route::Direct(Direct::NoProxy),
+        }
     }
 
     /// Reads one ServiceAccount: `Ok(None)` if it does not exist.
@@ -212,7 +245,10 @@ impl KubeClient {
             .header(ACCEPT, "application/json")
             .body(Empty::<Bytes>::new())
             .map_err(|e| KubeError::Transport(e.to_string()))?;
-        self.outbound.send(req).await.map_err(KubeError::Transport)
+        self.outbound
+            .send(req)
+            .await
+            .map_err(|e| KubeError::Transport(e.to_string()))
     }
 }
 
@@ -265,6 +301,45 @@ mod tests {
             KubeConfig::from_parts(None, None, dir.path()),
             Err(KubeError::Config(_))
         ));
+    }
+
+    /// The API server is reached as every other destination: through
+    /// `HTTPS_PROXY` unless `NO_PROXY` names it.
+    #[test]
+    fn the_api_server_follows_the_proxy_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = credagent_testkit::testing::test_pki().ca_pem;
+        std::fs::write(dir.path().join("ca.crt"), ca).unwrap();
+        let config = |extra: &[(&str, &str)]| {
+            let mut vars = vec![
+                ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
+                ("KUBERNETES_SERVICE_PORT", "443"),
+            ];
+            vars.extend_from_slice(extra);
+            KubeConfig::from_env(
+                |name| {
+                    vars.iter()
+                        .find(|(k, _)| *k == name)
+                        .map(|(_, v)| (*v).to_owned())
+                },
+                dir.path(),
+            )
+        };
+        let route =
+            |extra: &[(&str, &str)]| KubeClient::new(&config(extra).unwrap()).unwrap().route();
+
+        assert!(matches!(route(&[]), Route::Direct(Direct::NoProxy)));
+        match route(&[("HTTPS_PROXY", "http://user:pw@proxy.corp:3128")]) {
+            Route::Proxy(via) => assert_eq!(via.proxy(), "http://proxy.corp:3128"),
+            other => panic!("{other:?}"),
+        }
+        let excluded = [
+            ("HTTPS_PROXY", "http://proxy.corp:3128"),
+            ("NO_PROXY", ".svc,10.96.0.0/12"),
+        ];
+        assert!(matches!(route(&excluded), Route::Direct(Direct::Excluded)));
+        let err = config(&[("HTTPS_PROXY", "socks5://proxy.corp:1080")]).unwrap_err();
+        assert!(err.to_string().contains("HTTPS_PROXY"), "{err}");
     }
 
     #[test]

@@ -123,7 +123,7 @@ impl Webhook {
                 None => KubeConfig::in_cluster()?,
             };
             let client = KubeClient::new(&kube)?;
-            info!(api = %kube.api, namespace = kube.namespace.as_deref().unwrap_or(""), "CoreWeave compatibility: watching ServiceAccounts");
+            info!(api = %kube.api, route = ?client.route(), namespace = kube.namespace.as_deref().unwrap_or(""), "CoreWeave compatibility: watching ServiceAccounts");
             let cache = Arc::new(SaCache::new(webhook_metrics.clone()));
             tasks.spawn(run_reflector(
                 client.clone(),

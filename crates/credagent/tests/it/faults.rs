@@ -159,6 +159,7 @@ async fn upstream_down_at_start_then_up() {
             connect_timeout: Duration::from_secs(1),
             timeout: Duration::from_secs(2),
             extra_roots: vec![],
+            proxy: Default::default(),
         },
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_listen: "127.0.0.1:0".parse().unwrap(),

@@ -8,8 +8,18 @@ use crate::support::{Rig, RigOptions, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
 
 const BIN: &str = env!("CARGO_BIN_EXE_credagent");
 
+/// Runs the binary, with no proxy variables (the golden output names them).
 async fn credagent(args: &[&str]) -> Output {
-    tokio::process::Command::new(BIN)
+    let mut cmd = tokio::process::Command::new(BIN);
+    for var in credagent::config::HTTPS_PROXY_VARS
+        .iter()
+        .chain(&credagent::config::HTTP_PROXY_VARS)
+        .chain(&credagent::config::NO_PROXY_VARS)
+    {
+        cmd.env_remove(var);
+    }
+    cmd.env_remove("CREDAGENT_PROXY")
+        .env_remove("CREDAGENT_NO_PROXY")
         .args(args)
         .output()
         .await
@@ -177,12 +187,13 @@ async fn doctor_passes_a_healthy_setup() {
   PASS  audience           includes https://coreweave.com/iam
   PASS  issuer             https://oidc.standin.invalid/cluster
   PASS  token lifetime     expires in 1h00m
+  PASS  proxy              none (no --proxy, HTTP_PROXY or http_proxy)
   PASS  upstream reachable 127.0.0.1 resolves to 127.0.0.1, TCP connect ok
   PASS  exchange           role https://oidc.standin.invalid/cluster:system:serviceaccount:default:app, key CWAKIATESTKEY0000001, valid 1h00m
   PASS  clock              within 1s of the upstream's
   PASS  local agent        http://127.0.0.1:<PORT>/readyz is ready
   PASS  credentials served http://127.0.0.1:<PORT>/v1/credentials answers with the auth token
-10 checks: 10 passed, 0 failed
+11 checks: 11 passed, 0 failed
 ";
     let len = std::fs::read(rig.token_dir.join("oidc-token"))
         .unwrap()
@@ -230,7 +241,7 @@ async fn doctor_names_each_problem_and_its_fix() {
         "{out}"
     );
     assert!(
-        out.ends_with("10 checks: 7 passed, 3 failed\n") || out.contains("checks: "),
+        out.ends_with("11 checks: 8 passed, 3 failed\n") || out.contains("checks: "),
         "{out}"
     );
     let missing = rig.dir.path().join("nope/oidc-token").display().to_string();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use credagent::config::RefreshPolicy;
-use credagent::config::{SidecarConfig, UpstreamConfig};
+use credagent::config::{ProxySettings, SidecarConfig, UpstreamConfig};
 use credagent::sidecar::{Options, Sidecar};
 use credagent::token::TokenSourceConfig;
 use credagent_testkit::kubelet;
@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// The test kit's PKI and HTTP client.
-pub use credagent_testkit::testing::{request, test_pki, TestResponse};
+pub use credagent_testkit::testing::{request, test_pki, test_pki_for, TestResponse};
 
 /// A test-only RSA key (see crates/testkit/fixtures/README.md).
 pub const RS256_KEY: &[u8] = credagent_testkit::RS256_TEST_KEY;
@@ -121,6 +121,11 @@ pub struct RigOptions {
     pub credentials_file: Option<credagent::config::FileSinkConfig>,
     pub credential_process_dir: Option<credagent::config::ProcessDirConfig>,
     pub max_connections: usize,
+    /// The host name the sidecar's exchange URL names (the stand-in's
+    /// certificate names it too; implies `tls`). Default: 127.0.0.1.
+    pub upstream_host: Option<&'static str>,
+    /// The sidecar's proxy settings. Default: none.
+    pub proxy: ProxySettings,
 }
 
 impl Default for RigOptions {
@@ -134,6 +139,8 @@ impl Default for RigOptions {
             credentials_file: None,
             credential_process_dir: None,
             max_connections: 4096,
+            upstream_host: None,
+            proxy: ProxySettings::none(),
         }
     }
 }
@@ -148,6 +155,10 @@ pub struct Rig {
     pub sidecar: Sidecar,
     pub shutdown: CancellationToken,
     pub ca_pem_path: Option<PathBuf>,
+    /// The exchange URL the sidecar was given.
+    pub upstream_url: String,
+    /// The stand-in's CA (with `tls`).
+    pub ca_der: Option<rustls_pki_types::CertificateDer<'static>>,
 }
 
 impl Rig {
@@ -157,7 +168,10 @@ impl Rig {
         let auth_file = dir.path().join("run/auth-token");
         let issuer = rs256_issuer();
         let shutdown = CancellationToken::new();
-        let pki = opts.tls.then(test_pki);
+        let pki = match opts.upstream_host {
+            Some(host) => Some(test_pki_for(&[host, "localhost", "127.0.0.1"])),
+            None => opts.tls.then(test_pki),
+        };
         let standin = StandIn::start(
             TcpListener::bind("127.0.0.1:0").await.expect("bind"),
             crate::support::standin_config(&issuer, opts.lifetime, ""),
@@ -182,13 +196,18 @@ impl Rig {
             )
             .expect("token volume");
         }
+        let mut url = standin.url();
+        if let Some(host) = opts.upstream_host {
+            url = url.replacen("127.0.0.1", host, 1);
+        }
         let config = SidecarConfig {
             token_file: token_dir.join("oidc-token"),
             upstream: UpstreamConfig {
-                url: standin.url().parse().expect("url"),
+                url: url.parse().expect("url"),
                 connect_timeout: Duration::from_secs(2),
                 timeout: Duration::from_secs(5),
                 extra_roots,
+                proxy: opts.proxy.clone(),
             },
             listen: "127.0.0.1:0".parse().expect("addr"),
             admin_listen: "127.0.0.1:0".parse().expect("addr"),
@@ -221,6 +240,8 @@ impl Rig {
             sidecar,
             shutdown,
             ca_pem_path,
+            upstream_url: url,
+            ca_der: pki.as_ref().map(|p| p.ca_der.clone()),
         }
     }
 

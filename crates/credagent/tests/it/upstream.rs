@@ -42,6 +42,7 @@ fn client(url: &str, roots: Vec<CertificateDer<'static>>) -> HttpExchanger {
         connect_timeout: Duration::from_secs(2),
         timeout: Duration::from_millis(500),
         extra_roots: roots,
+        proxy: Default::default(),
     })
     .unwrap()
 }
