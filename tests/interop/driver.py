@@ -1260,12 +1260,23 @@ class Rig:
                     f"codes {codes}; {len(early)} failures before the switch; first failure "
                     f"{json.dumps(fails[0][3])[:300] if fails else None}")
             if name in sticky:
-                after = [e for e in ev if e[0] > settled]
+                # The cached signing key is also per UTC day: past midnight the signer derives a new
+                # one, from the new secret. A phase that crosses midnight checks that instead.
+                midnight = (int(settled) // 86400 + 1) * 86400
+                after = [e for e in ev if e[0] > settled and e[4] < midnight]
                 stuck = after and all(not e[2] and (e[3] or {}).get("code") == "SignatureDoesNotMatch" for e in after)
-                R.check("revocation", name, f"known SDK limitation ({sticky[name]}): the running process stays "
-                        "rejected after credagent's refresh (signing key cached per access key id, not secret)",
-                        len(after) >= 3 and stuck, f"{len(after)} requests after the refresh, "
-                        f"{sum(1 for e in after if e[2])} accepted")
+                next_day = [e for e in ev if e[0] > midnight + 2]
+                if next_day and len(after) < 3:
+                    R.check("revocation", name, f"known SDK limitation ({sticky[name]}): rejected until the UTC "
+                            "date changed, then accepted (the signing key is cached per access key id and day)",
+                            (not after or stuck) and all(e[2] for e in next_day),
+                            f"{len(after)} requests before midnight UTC, {len(next_day)} after, "
+                            f"{sum(1 for e in next_day if e[2])} accepted")
+                else:
+                    R.check("revocation", name, f"known SDK limitation ({sticky[name]}): the running process stays "
+                            "rejected after credagent's refresh (signing key cached per access key id, not secret)",
+                            len(after) >= 3 and stuck, f"{len(after)} requests after the refresh, "
+                            f"{sum(1 for e in after if e[2])} accepted")
                 nr = fresh[name]
                 steps = nr.get("steps") or {}
                 new_ok = R.check("revocation", name, "a new process after the refresh is accepted (new secret served)",
