@@ -153,7 +153,7 @@ def fmt_mib(kib):
 
 def kubelet_write(dir_, name, data):
     """kubelet's AtomicWriter for one file (as credagent::kubelet and
-    tests/support/kubelet-swap.sh): new timestamped dir, file, `..data_tmp`
+    crates/testkit/kubelet-swap.sh): new timestamped dir, file, `..data_tmp`
     symlink renamed over `..data`, user-visible link, old dir removed.
     Returns the monotonic time of the rename (the swap itself)."""
     os.makedirs(dir_, exist_ok=True)
