@@ -11,7 +11,8 @@ patch applies with `jsonpatch` (an RFC 6902 implementation independent of the Ru
 patched Pod validates with `kubernetes-validate --strict` against Kubernetes 1.29 (the first
 with native sidecars on by default) and the newest schema it ships; the injected shape is the
 contract's (restated here from the issue, not from the Rust code); the sidecar's exact
-arguments pass `credagent sidecar ... --check-config`; and a second pass over the patched Pod,
+arguments and environment pass `credagent sidecar ... --check-config`, which reports the proxy
+configured for it; and a second pass over the patched Pod,
 as sent and as the API server would default it before a reinvocation, yields no patch.
 
 Prints one line per check (`ok` or `FAIL` with details) and ends with
@@ -100,6 +101,12 @@ def expected_args(config, credential_process):
         if config.get("s3_endpoint"):
             args += ["--endpoint-url", config["s3_endpoint"], "--s3-addressing-style", "virtual"]
     return args
+
+
+def expected_sidecar_env(config):
+    """The sidecar's env: the webhook's proxy for it, each variable only when configured."""
+    pairs = (("HTTPS_PROXY", config.get("sidecar_https_proxy")), ("NO_PROXY", config.get("sidecar_no_proxy")))
+    return [{"name": k, "value": v} for k, v in pairs if v]
 
 
 def response_problems(case, resp, label, req):
@@ -199,6 +206,9 @@ def shape_problems(case, config, before, after):
                 out.append(f"image {s.get('image')}")
             if s.get("args") != expected_args(config, credential_process):
                 out.append(f"args {s.get('args')}")
+            want_env = expected_sidecar_env(config)
+            if s.get("env", []) != want_env or ("env" in s) != bool(want_env):
+                out.append(f"sidecar env {s.get('env')}, expected {want_env or 'none'}")
             sp, lp = s.get("startupProbe") or {}, s.get("livenessProbe") or {}
             if sp.get("httpGet") != {"path": "/readyz", "port": 9464} or sp.get("periodSeconds") != 1:
                 out.append(f"startupProbe {sp}")
@@ -268,6 +278,13 @@ def shape_problems(case, config, before, after):
         for k, v in old_env.items():
             if env.get(k) != v:
                 out.append(f"{name}: {k} changed")
+        # The sidecar's proxy is never an app's: no proxy variable is added, except node mode's
+        # NO_PROXY for the node agent in a container that has a proxy of its own.
+        added = {k: env[k] for k in env if k.upper().endswith("_PROXY") and k not in old_env}
+        node_host = url.split("/")[2].split(":")[0]
+        own_proxy = any(k.upper().endswith("_PROXY") for k in old_env)
+        if added and not (mode == "node" and own_proxy and added == {"NO_PROXY": node_host}):
+            out.append(f"{name}: proxy variables added {added}")
     if (after["metadata"].get("annotations") or {}).get("credagent.io/status") != "injected":
         out.append("no credagent.io/status: injected")
     return out
@@ -283,13 +300,19 @@ def as_validated(pod):
     return pod
 
 
-def check_config_problems(credagent, args):
+def check_config_problems(credagent, args, env):
+    """The sidecar's exact args and env (nothing else from this process's environment), and the
+    proxy it reports reading from that env."""
     argv = list(args)
+    env = {e["name"]: e["value"] for e in env}
     p = subprocess.run([credagent, *argv, "--check-config"], capture_output=True, text=True,
-                       env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+                       env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env})
     if p.returncode != 0:
-        return [f"exit {p.returncode}: {p.stderr.strip()}", f"args {argv}"]
-    return []
+        return [f"exit {p.returncode}: {p.stderr.strip()}", f"args {argv}", f"env {env}"]
+    https = f"Some({env['HTTPS_PROXY']} (from HTTPS_PROXY))" if "HTTPS_PROXY" in env else "None"
+    no_proxy = f'Some(("{env["NO_PROXY"]}", "NO_PROXY"))' if "NO_PROXY" in env else "None"
+    want = f"proxy: ProxySettings {{ https: {https}, http: None, no_proxy: {no_proxy}, disabled: false }}"
+    return [] if want in p.stdout else [f"no {want!r} in {p.stdout.strip()}"]
 
 
 def main():
@@ -334,8 +357,9 @@ def main():
         report.check(f"{name}: injected shape", shape_problems(case, config, before, after))
         if case["mode"] == "sidecar":
             sidecar = (after["spec"].get("initContainers") or [{}])[0]
-            report.check(f"{name}: credagent {' '.join(sidecar.get('args', [])[:1])} --check-config accepts the args",
-                         check_config_problems(a.credagent, sidecar.get("args", [])))
+            report.check(f"{name}: credagent {' '.join(sidecar.get('args', [])[:1])} --check-config accepts the args"
+                         f" and env ({len(sidecar.get('env', []))} variables)",
+                         check_config_problems(a.credagent, sidecar.get("args", []), sidecar.get("env", [])))
         for how, pod in (("as patched", after), ("defaulted by the API server", default_pod(after))):
             again = review(pod, namespace=req["request"]["namespace"], uid=f"second-pass-{n}")
             try:

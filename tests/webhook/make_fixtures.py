@@ -30,6 +30,8 @@ OUT = ROOT / "crates" / "credagent" / "tests" / "fixtures" / "admission"
 
 BASE_CONFIG = {"image": "ghcr.io/example/credagent:0.1.0", "upstream": {"org_id": "cw-org-1234"}}
 LOTA = {"region": "US-EAST-04A", "s3_endpoint": "http://cwlota.com"}
+SIDECAR_PROXY = {"sidecar_https_proxy": "http://proxy.corp.example:3128",
+                 "sidecar_no_proxy": ".svc,.cluster.local,10.96.0.0/12"}
 KAA = "7xk2p"  # the random suffix of the kube-api-access volume
 
 
@@ -294,6 +296,10 @@ CASES = [
          injected=["app"], config=LOTA),
     case("keys with / and ~", "escaped-keys.json", "injected", mode="sidecar", injected=["app"]),
     case("node mode", "node-mode.json", "injected", mode="node", injected=["app", "second"], config=LOTA),
+    case("sidecar proxy (the sidecar's env only)", "job-pod.json", "injected", mode="sidecar",
+         injected=["fetch", "etl"], config={**LOTA, **SIDECAR_PROXY}, warnings=[]),
+    case("sidecar proxy, node mode (no sidecar, nothing for the apps)", "node-mode.json", "injected", mode="node",
+         injected=["app", "second"], config={**LOTA, **SIDECAR_PROXY}),
     case("credential process", "credential-process.json", "injected", mode="sidecar",
          injected=["train", "own-config"], config=LOTA, warnings=["own-config sets AWS_CONFIG_FILE"]),
     case("opt-out annotation beats opt-in label", "opt-out.json", "opted_out"),

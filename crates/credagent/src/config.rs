@@ -13,6 +13,8 @@
 //!   flags, and [`OutboundConfig`] for the one outbound client.
 //! - `proxy`: [`ProxySettings`] from `--proxy`/`--no-proxy` and `HTTPS_PROXY`,
 //!   `HTTP_PROXY`, `NO_PROXY`.
+//! - `sidecar_proxy`: the `HTTPS_PROXY` and `NO_PROXY` the webhook injects
+//!   into sidecars, checked as the sidecar reads them.
 //! - `refresh`: [`RefreshPolicy`].
 //! - `sidecar`, `node`, `webhook`: each mode's whole configuration.
 //! - `duration`: `500ms`, `20m`, `1h`, bare seconds.
@@ -24,6 +26,7 @@ mod node;
 mod proxy;
 mod refresh;
 mod sidecar;
+mod sidecar_proxy;
 mod upstream;
 mod webhook;
 
@@ -38,6 +41,9 @@ pub use self::proxy::{
 pub use self::refresh::RefreshPolicy;
 pub use self::sidecar::{
     AddressingStyle, FileSinkConfig, ImdsConfig, ProcessDirConfig, SidecarConfig,
+};
+pub use self::sidecar_proxy::{
+    injected_https_proxy, injected_no_proxy, InjectedProxyError, MAX_NO_PROXY_LEN,
 };
 pub use self::upstream::{
     check_fetch_url, is_loopback_host, refresh_policy, upstream_config, valid_org_id, valid_region,

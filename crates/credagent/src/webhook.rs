@@ -96,6 +96,8 @@ mod config_tests;
 mod decide_tests;
 #[cfg(test)]
 mod fixture_tests;
+#[cfg(test)]
+mod proxy_tests;
 
 pub use self::admit::{admit, respond, service_account_to_look_up, ServiceAccountRef};
 pub use self::annotations::{AnnotationError, Mode};

@@ -133,6 +133,14 @@ pub struct WebhookArgs {
     #[arg(long, env = "CREDAGENT_S3_ENDPOINT", value_name = "URL")]
     pub s3_endpoint: Option<String>,
 
+    /// HTTPS_PROXY of the injected sidecars: the http:// proxy they reach the upstream through (no user:password@: it would be written into every Pod spec).
+    #[arg(long, env = "CREDAGENT_SIDECAR_HTTPS_PROXY", value_name = "URL")]
+    pub sidecar_https_proxy: Option<String>,
+
+    /// NO_PROXY of the injected sidecars: comma-separated hosts, domains, addresses and CIDR ranges they reach directly.
+    #[arg(long, env = "CREDAGENT_SIDECAR_NO_PROXY", value_name = "LIST")]
+    pub sidecar_no_proxy: Option<String>,
+
     /// Credentials URL of the node agent, for Pods in node mode (credagent.io/mode: node).
     #[arg(
         long,

@@ -14,6 +14,7 @@ use std::time::Duration;
 use super::duration::parse_duration;
 use super::error::ConfigError;
 use super::image::image_reference;
+use super::sidecar_proxy::{injected_https_proxy, injected_no_proxy};
 use super::upstream::{exchange_target, Given};
 use crate::cli::{PullPolicyArg, WebhookArgs};
 
@@ -78,6 +79,10 @@ pub struct InjectSettings {
     pub node_url: String,
     /// Honour CoreWeave's ServiceAccount annotation.
     pub coreweave_compat: bool,
+    /// The sidecars' `HTTPS_PROXY`, as they will read it (no credentials).
+    pub sidecar_https_proxy: Option<String>,
+    /// The sidecars' `NO_PROXY`, entries trimmed.
+    pub sidecar_no_proxy: Option<String>,
 }
 
 /// The injected sidecars' `--org-id` or `--exchange-url`, as given.
@@ -175,6 +180,21 @@ fn inject_settings(args: &WebhookArgs) -> Result<InjectSettings, ConfigError> {
         ));
     }
     let optional = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
+    // Checked exactly as the sidecar reads them, and written as it reads them.
+    let sidecar_https_proxy = args
+        .sidecar_https_proxy
+        .as_deref()
+        .and_then(optional)
+        .map(|url| injected_https_proxy(&url))
+        .transpose()
+        .map_err(|e| ConfigError::new("--sidecar-https-proxy", e.to_string()))?;
+    let sidecar_no_proxy = args
+        .sidecar_no_proxy
+        .as_deref()
+        .and_then(optional)
+        .map(|list| injected_no_proxy(&list))
+        .transpose()
+        .map_err(|e| ConfigError::new("--sidecar-no-proxy", e.to_string()))?;
     Ok(InjectSettings {
         image: args.sidecar_image.clone(),
         image_pull_policy: args.image_pull_policy,
@@ -191,6 +211,8 @@ fn inject_settings(args: &WebhookArgs) -> Result<InjectSettings, ConfigError> {
         s3_endpoint: args.s3_endpoint.as_deref().and_then(optional),
         node_url: args.node_url.clone(),
         coreweave_compat: args.coreweave_compat,
+        sidecar_https_proxy,
+        sidecar_no_proxy,
     })
 }
 
@@ -233,6 +255,12 @@ mod tests {
         assert_eq!(i.memory_limit.as_deref(), Some("32Mi"));
         assert_eq!(i.image_pull_policy, PullPolicyArg::IfNotPresent);
         assert!(!i.coreweave_compat && i.region.is_none());
+        assert_eq!(
+            (&i.sidecar_https_proxy, &i.sidecar_no_proxy),
+            (&None, &None)
+        );
+        let c = config(&["--sidecar-https-proxy", "", "--sidecar-no-proxy", " "]).unwrap();
+        assert_eq!(c.inject, i.clone(), "empty is unset");
     }
 
     #[test]
@@ -263,6 +291,55 @@ mod tests {
         assert_eq!(c.inject.token_expiration, 86_400);
         assert_eq!(c.inject.cpu_limit, None);
         assert_eq!(c.inject.region.as_deref(), Some("US-EAST-04A"));
+    }
+
+    #[test]
+    fn sidecar_proxy_is_checked_as_the_sidecar_reads_it() {
+        let c = config(&[
+            "--sidecar-https-proxy",
+            "proxy.corp.example:3128",
+            "--sidecar-no-proxy",
+            ".svc, .cluster.local,10.96.0.0/12",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.inject.sidecar_https_proxy.as_deref(),
+            Some("http://proxy.corp.example:3128")
+        );
+        assert_eq!(
+            c.inject.sidecar_no_proxy.as_deref(),
+            Some(".svc,.cluster.local,10.96.0.0/12")
+        );
+        // NO_PROXY alone is written too (for a proxy set by other means).
+        let c = config(&["--sidecar-no-proxy", ".svc"]).unwrap();
+        assert_eq!(c.inject.sidecar_https_proxy, None);
+        assert_eq!(c.inject.sidecar_no_proxy.as_deref(), Some(".svc"));
+        for (flags, why) in [
+            (
+                ["--sidecar-https-proxy", "https://proxy:3128"],
+                "TLS to the proxy",
+            ),
+            (["--sidecar-https-proxy", "socks5://proxy:1080"], "SOCKS"),
+            (["--sidecar-https-proxy", "http://proxy:3128/x"], "no path"),
+            (["--sidecar-https-proxy", "http://proxy:99999"], "port"),
+            (
+                ["--sidecar-https-proxy", "http://u:hunter2@proxy:3128"],
+                "readable by anyone who can read Pods",
+            ),
+            (["--sidecar-no-proxy", ".svc,a b"], "entry 2 contains ' '"),
+            (["--sidecar-no-proxy", "http://x.corp"], "is a URL"),
+            (["--sidecar-no-proxy", ","], "names no host"),
+        ] {
+            let e = config(&flags).unwrap_err();
+            assert_eq!(e.flag, flags[0], "{flags:?}");
+            assert!(e.to_string().contains(why), "{flags:?}: {e}");
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
+        let long = format!("--sidecar-no-proxy={}", "a,".repeat(2100));
+        assert_eq!(
+            config(&[long.as_str()]).unwrap_err().flag,
+            "--sidecar-no-proxy"
+        );
     }
 
     #[test]

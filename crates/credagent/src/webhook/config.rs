@@ -82,6 +82,13 @@ pub struct InjectConfig {
     /// Default 300.
     #[serde(default = "default_startup_failure_threshold")]
     pub startup_failure_threshold: u32,
+    /// The sidecar's `HTTPS_PROXY` (never the apps'): `http://HOST[:PORT]`,
+    /// no credentials (they would be readable in every Pod spec). Default none.
+    #[serde(default)]
+    pub sidecar_https_proxy: Option<String>,
+    /// The sidecar's `NO_PROXY` (never the apps'). Default none.
+    #[serde(default)]
+    pub sidecar_no_proxy: Option<String>,
 }
 
 /// The upstream the sidecar exchanges tokens with (exactly one of the
@@ -170,6 +177,8 @@ impl InjectConfig {
             node_url: default_node_url(),
             coreweave_compat: false,
             startup_failure_threshold: DEFAULT_STARTUP_FAILURE_THRESHOLD,
+            sidecar_https_proxy: None,
+            sidecar_no_proxy: None,
         }
     }
 
@@ -233,6 +242,17 @@ impl InjectConfig {
         }
         if self.startup_failure_threshold == 0 {
             return err("startup_failure_threshold", "must be > 0");
+        }
+        // As the sidecar reads them, and never with credentials in them.
+        if let Some(url) = &self.sidecar_https_proxy {
+            if let Err(e) = config::injected_https_proxy(url) {
+                return err("sidecar_https_proxy", &e.to_string());
+            }
+        }
+        if let Some(list) = &self.sidecar_no_proxy {
+            if let Err(e) = config::injected_no_proxy(list) {
+                return err("sidecar_no_proxy", &e.to_string());
+            }
         }
         self.resources.validate()
     }

@@ -157,6 +157,27 @@ fn refuses_bad_values_naming_the_field() {
         ),
         (
             InjectConfig {
+                sidecar_https_proxy: Some("https://proxy.corp:3128".into()),
+                ..config()
+            },
+            "sidecar_https_proxy",
+        ),
+        (
+            InjectConfig {
+                sidecar_https_proxy: Some("http://user:pw@proxy.corp:3128".into()),
+                ..config()
+            },
+            "sidecar_https_proxy",
+        ),
+        (
+            InjectConfig {
+                sidecar_no_proxy: Some(".svc,internal corp".into()),
+                ..config()
+            },
+            "sidecar_no_proxy",
+        ),
+        (
+            InjectConfig {
                 startup_failure_threshold: 0,
                 ..config()
             },
@@ -191,4 +212,37 @@ fn refuses_bad_values_naming_the_field() {
         ..config()
     };
     assert_eq!(loopback.validate(), Ok(()));
+    let proxied = InjectConfig {
+        sidecar_https_proxy: Some("http://proxy.corp:3128".into()),
+        sidecar_no_proxy: Some(".svc,10.96.0.0/12".into()),
+        ..config()
+    };
+    assert_eq!(proxied.validate(), Ok(()));
+    let e = InjectConfig {
+        sidecar_https_proxy: Some("http://user:hunter2@proxy.corp:3128".into()),
+        ..config()
+    }
+    .validate()
+    .unwrap_err();
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+    assert!(
+        e.reason.contains("readable by anyone who can read Pods"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_proxy_deserialises_and_stays_out_of_the_args() {
+    let c: InjectConfig = serde_json::from_str(
+        r#"{"image": "i", "upstream": {"org_id": "o"},
+            "sidecar_https_proxy": "http://proxy.corp:3128", "sidecar_no_proxy": ".svc"}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        c.sidecar_https_proxy.as_deref(),
+        Some("http://proxy.corp:3128")
+    );
+    assert_eq!(c.sidecar_no_proxy.as_deref(), Some(".svc"));
+    // The sidecar reads it from its env, not from a flag.
+    assert!(!c.sidecar_args(true).iter().any(|a| a.contains("proxy")));
 }

@@ -191,6 +191,7 @@ fn check_injected(case: &Case, body: &[u8], r: &Value) {
         assert_eq!(first["restartPolicy"], "Always", "{name}");
         assert!(first.get("readinessProbe").is_none(), "{name}");
         check_sidecar_args(name, first);
+        super::proxy_tests::check_sidecar_env(name, &case.config, first);
     } else {
         assert!(
             !containers(&pod).iter().any(|c| c["name"] == names::SIDECAR),
@@ -208,6 +209,7 @@ fn check_injected(case: &Case, body: &[u8], r: &Value) {
                 assert_eq!(&after[k], v, "{name}: {}.{k} changed", c["name"]);
             }
         }
+        super::proxy_tests::check_no_proxy_added(name, sidecar_mode, c, after);
     }
     let injected: Vec<&str> = case.spec["injected"]
         .as_array()

@@ -1,5 +1,6 @@
-//! The JSON of every item the injector adds: the sidecar container, the two
-//! volumes, and the env vars and mount for the app containers.
+//! The JSON of every item the injector adds: the sidecar container (with its
+//! proxy env, when configured), the two volumes, and the env vars and mount
+//! for the app containers.
 //!
 //! Pure functions of the configuration and the Pod's settings; whether each
 //! item is needed (and where it goes) is decided in [`super::inject`].
@@ -9,6 +10,7 @@ use serde_json::{json, Map, Value};
 use super::annotations::{Mode, PodSettings};
 use super::config::InjectConfig;
 use super::names;
+use crate::config::{HTTPS_PROXY_VARS, NO_PROXY_VARS};
 
 /// `AWS_CONTAINER_CREDENTIALS_FULL_URI`.
 pub const FULL_URI: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
@@ -151,6 +153,10 @@ pub fn sidecar(config: &InjectConfig, settings: &PodSettings) -> Value {
         "args".into(),
         json!(config.sidecar_args(settings.credential_process)),
     );
+    let env = sidecar_env(config);
+    if !env.is_empty() {
+        c.insert("env".into(), Value::Array(env));
+    }
     // A native sidecar (Kubernetes 1.29+): started before the next init
     // container and the apps, kept running beside them, stopped after them.
     c.insert("restartPolicy".into(), json!("Always"));
@@ -197,6 +203,19 @@ pub fn sidecar(config: &InjectConfig, settings: &PodSettings) -> Value {
         ]),
     );
     Value::Object(c)
+}
+
+/// The sidecar's own env: the proxy it reaches the upstream through, as the
+/// variables it reads first (`HTTPS_PROXY`, `NO_PROXY`), each only when
+/// configured. The apps never get these: they have their own proxy settings.
+fn sidecar_env(config: &InjectConfig) -> Vec<Value> {
+    [
+        (HTTPS_PROXY_VARS[0], &config.sidecar_https_proxy),
+        (NO_PROXY_VARS[0], &config.sidecar_no_proxy),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.as_ref().map(|v| json!({"name": name, "value": v})))
+    .collect()
 }
 
 fn resources(settings: &PodSettings) -> Map<String, Value> {

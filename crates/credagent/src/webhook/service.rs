@@ -150,6 +150,9 @@ impl Webhook {
             tls_cert_file = %files.cert.display(),
             sidecar_image = %inject.image,
             coreweave_compat = inject.coreweave_compat,
+            // No credentials in either, by construction (InjectConfig::validate).
+            sidecar_https_proxy = inject.sidecar_https_proxy.as_deref().unwrap_or(""),
+            sidecar_no_proxy = inject.sidecar_no_proxy.as_deref().unwrap_or(""),
             "credagent webhook starting"
         );
 

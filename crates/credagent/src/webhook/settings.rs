@@ -32,6 +32,8 @@ pub fn inject_config(s: &InjectSettings) -> Result<InjectConfig, ConfigError> {
         s3_endpoint: s.s3_endpoint.clone(),
         node_url: s.node_url.clone(),
         coreweave_compat: s.coreweave_compat,
+        sidecar_https_proxy: s.sidecar_https_proxy.clone(),
+        sidecar_no_proxy: s.sidecar_no_proxy.clone(),
         ..InjectConfig::new(s.image.clone(), upstream)
     };
     config.validate().map_err(to_flag)?;
@@ -60,6 +62,8 @@ fn flag_of(field: &'static str) -> &'static str {
         "region" => "--region",
         "s3_endpoint" => "--s3-endpoint",
         "node_url" => "--node-url",
+        "sidecar_https_proxy" => "--sidecar-https-proxy",
+        "sidecar_no_proxy" => "--sidecar-no-proxy",
         "resources.cpu_request" => "--sidecar-cpu-request",
         "resources.memory_request" => "--sidecar-memory-request",
         "resources.cpu_limit" => "--sidecar-cpu-limit",
@@ -104,8 +108,17 @@ mod tests {
             "--coreweave-compat",
             "--sidecar-memory-limit",
             "",
+            "--sidecar-https-proxy",
+            "proxy.corp.example:3128",
+            "--sidecar-no-proxy",
+            ".svc,10.96.0.0/12",
         ])
         .unwrap();
+        assert_eq!(
+            c.sidecar_https_proxy.as_deref(),
+            Some("http://proxy.corp.example:3128")
+        );
+        assert_eq!(c.sidecar_no_proxy.as_deref(), Some(".svc,10.96.0.0/12"));
         assert_eq!(c.image, "credagent:1");
         assert_eq!(c.upstream, Upstream::OrgId("org".into()));
         assert_eq!(c.region.as_deref(), Some("US-EAST-04A"));

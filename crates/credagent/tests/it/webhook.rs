@@ -223,7 +223,7 @@ pub fn patched(review: &[u8], answer: &Value) -> Value {
 }
 
 /// Rewrites a path inside the Pod to the test's directory for it.
-fn remap(value: &str, dirs: &[(&str, &Path)]) -> String {
+pub fn remap(value: &str, dirs: &[(&str, &Path)]) -> String {
     for (pod_dir, host_dir) in dirs {
         if let Some(rest) = value.strip_prefix(pod_dir) {
             return format!("{}{rest}", host_dir.display());
@@ -232,7 +232,7 @@ fn remap(value: &str, dirs: &[(&str, &Path)]) -> String {
     value.to_owned()
 }
 
-fn env_of(container: &Value) -> Vec<(String, String)> {
+pub fn env_of(container: &Value) -> Vec<(String, String)> {
     container["env"]
         .as_array()
         .into_iter()
