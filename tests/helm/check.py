@@ -21,6 +21,8 @@ Checks:
                equal tests/golden/*.yaml byte for byte (certificates masked)
   schema       values.schema.json refuses misspelt keys and wrong types
   required     missing or contradictory values fail with a message naming them
+  sidecar proxy  webhook.inject.httpsProxy/noProxy reach the webhook's env and its
+               --check-config; a proxy URL with credentials is refused unrepeated
   labels       app.kubernetes.io/* and helm.sh/chart on every object, selectors,
                names and label values within 63 characters (also for a
                53-character release name)
@@ -303,6 +305,14 @@ def schema_check(report, helm, work):
         ("an extraEnv name that is not CREDAGENT_*", {"node": {"extraEnv": {"AWS_REGION": "x"}}},
          "'AWS_REGION' does not match pattern '^CREDAGENT_"),
         ("a digest that is not sha256:<64 hex>", {"image": {"digest": "latest"}}, "/image/digest"),
+        ("an https:// sidecar proxy (TLS to the proxy)", {"webhook": {"inject": {"httpsProxy": "https://proxy:3128"}}},
+         "/webhook/inject/httpsProxy"),
+        ("a SOCKS sidecar proxy", {"webhook": {"inject": {"httpsProxy": "socks5://proxy:1080"}}},
+         "/webhook/inject/httpsProxy"),
+        ("a sidecar proxy URL with a path", {"webhook": {"inject": {"httpsProxy": "http://proxy:3128/x"}}},
+         "/webhook/inject/httpsProxy"),
+        ("a sidecar NO_PROXY with a character no host has (;)", {"webhook": {"inject": {"noProxy": ".svc;.corp"}}},
+         "/webhook/inject/noProxy"),
     ]
     for what, values, expect in cases:
         f = work / "schema-case.yaml"
@@ -361,6 +371,61 @@ def existing_configmap_check(report, helm):
                 problems.append(f"{kind} {name_of(d)}: a checksum of a ConfigMap the chart does not render")
     report.problems("webhook.existingConfigMap and node.existingConfigMap: the workloads read them, the chart renders "
                     "no ConfigMap and needs no upstream value", problems)
+
+
+def sidecar_proxy_check(report, helm, binary):
+    """webhook.inject.httpsProxy/noProxy reach the webhook Deployment as the
+    --sidecar-https-proxy/--sidecar-no-proxy variables, which the binary reads
+    back; unset, neither is there; a URL with credentials is refused without
+    being repeated."""
+    report.section("sidecar proxy (webhook.inject.httpsProxy, webhook.inject.noProxy)")
+    base = ["image.repository=r/credagent", "upstream.orgId=o"]
+    proxy, no_proxy = "http://proxy.corp.example:3128", ".svc, .cluster.local,10.96.0.0/12"
+
+    def webhook_env(sets):
+        p = helm.template(sets=base + sets)
+        if p.returncode != 0:
+            return None, [f"exit {p.returncode}: {p.stderr.strip()[-300:]}"]
+        docs = mc.load_docs(p.stdout)
+        deps = [d for d in kind_of(docs, "Deployment") if d["metadata"]["name"].endswith("-webhook")]
+        if len(deps) != 1:
+            return None, [f"{len(deps)} webhook Deployments"]
+        c = mc.pod_spec(deps[0])["containers"][0]
+        env, _, problems = mc.container_env(c, NAMESPACE, configmaps_of(docs))
+        for d in docs:
+            spec = mc.pod_spec(d)
+            for _, x in mc.containers(spec) if spec and d is not deps[0] else []:
+                other, _, _ = mc.container_env(x, d["metadata"].get("namespace", NAMESPACE), configmaps_of(docs))
+                if proxy in other.values():
+                    problems.append(f"{d['kind']} {name_of(d)}/{x['name']} also got the proxy")
+        return env, problems
+
+    env, problems = webhook_env([f"webhook.inject.httpsProxy={proxy}",
+                                 "webhook.inject.noProxy=" + no_proxy.replace(",", "\\,")])
+    if env is not None:
+        want = {"CREDAGENT_SIDECAR_HTTPS_PROXY": proxy, "CREDAGENT_SIDECAR_NO_PROXY": no_proxy}
+        got = {k: env.get(k) for k in want}
+        if got != want:
+            problems.append(f"the webhook's env has {got}, expected {want}")
+        p = run([binary, "webhook", "--check-config"], env={"PATH": os.environ.get("PATH", ""), **env})
+        for text in (f'sidecar_https_proxy: Some("{proxy}")', 'sidecar_no_proxy: Some(".svc,.cluster.local,10.96.0.0/12")'):
+            if p.returncode != 0 or text not in p.stdout:
+                problems.append(f"credagent webhook --check-config (exit {p.returncode}) does not report {text}: "
+                                f"{(p.stderr or p.stdout).strip()[-300:]}")
+    report.problems("set: CREDAGENT_SIDECAR_HTTPS_PROXY and CREDAGENT_SIDECAR_NO_PROXY in the webhook's env (and no "
+                    "other container's); `credagent webhook --check-config` reports both, NO_PROXY trimmed", problems)
+    env, problems = webhook_env([])
+    if env is not None and any(k.startswith("CREDAGENT_SIDECAR_") and "PROXY" in k for k in env):
+        problems.append(f"unset, yet the webhook's env has {sorted(k for k in env if 'PROXY' in k)}")
+    report.problems("unset (the default): neither variable in the webhook's env", problems)
+    secret = "S3cr3t-Pr0xy"
+    for url in (f"http://egress:{secret}@proxy:3128", f"https://egress:{secret}@proxy:3128"):
+        p = helm.template(sets=base + [f"webhook.inject.httpsProxy={url}"])
+        expect = "webhook.inject.httpsProxy carries credentials (user:password@)"
+        out = p.stdout + p.stderr
+        ok = p.returncode != 0 and expect in p.stderr and secret not in out
+        report.check(f"{url.split(':')[0]}://user:password@ refused: {expect!r}, the password not repeated", ok,
+                     [] if ok else [f"exit {p.returncode}: {p.stderr.strip()[-300:]}"])
 
 
 def label_problems(docs, release):
@@ -502,6 +567,8 @@ def webhook_problems(docs, values):
     inj = w["inject"]
     for k, want in (("CREDAGENT_AUDIENCE", inj["audience"]), ("CREDAGENT_TOKEN_EXPIRATION", str(inj["tokenExpirationSeconds"])),
                     ("CREDAGENT_REGION", inj["region"] or None), ("CREDAGENT_S3_ENDPOINT", inj["s3Endpoint"] or None),
+                    ("CREDAGENT_SIDECAR_HTTPS_PROXY", inj["httpsProxy"] or None),
+                    ("CREDAGENT_SIDECAR_NO_PROXY", inj["noProxy"] or None),
                     ("CREDAGENT_COREWEAVE_COMPAT", "true" if w["coreweaveCompat"] else None)):
         if env.get(k) != want:
             problems.append(f"{k} is {env.get(k)!r}, expected {want!r} from the values")
@@ -1075,6 +1142,7 @@ def main():
         schema_check(report, helm, work)
         required_check(report, helm)
         existing_configmap_check(report, helm)
+        sidecar_proxy_check(report, helm, binary)
         labels_check(report, helm, rendered)
         policy_check(report, rendered)
         webhook_check(report, rendered)
