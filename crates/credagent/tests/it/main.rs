@@ -22,3 +22,4 @@ mod tinyproxy;
 mod upstream;
 mod webhook;
 mod webhook_compat;
+mod webhook_namespace;
