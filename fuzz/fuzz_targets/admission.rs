@@ -12,7 +12,7 @@
 #![no_main]
 
 use base64::Engine as _;
-use credagent::webhook::{self, Decision, InjectConfig, SkipReason, Upstream};
+use credagent::webhook::{self, Decision, Entry, InjectConfig, SkipReason, Upstream};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Map, Value};
 
@@ -25,17 +25,23 @@ fuzz_target!(|body: &[u8]| {
     config.s3_endpoint = Some("http://cwlota.com".into());
     let mut sa = Map::new();
     sa.insert("caios.coreweave.com/inject".into(), json!("true"));
-    for compat in [false, true] {
+    for (compat, entry) in [false, true].into_iter().flat_map(|c| [(c, Entry::Pod), (c, Entry::Namespace)]) {
         config.coreweave_compat = compat;
-        let _ = webhook::service_account_to_look_up(&req, &config);
+        let _ = webhook::service_account_to_look_up(&req, entry, &config);
         for annotations in [None, Some(&sa)] {
-            let decision = webhook::admit(&req, annotations, &config);
-            check(&req, &decision, annotations, &config);
+            let decision = webhook::admit(&req, entry, annotations, &config);
+            check(&req, &decision, entry, annotations, &config);
         }
     }
 });
 
-fn check(req: &webhook::Request, decision: &Decision, sa: Option<&Map<String, Value>>, config: &InjectConfig) {
+fn check(
+    req: &webhook::Request,
+    decision: &Decision,
+    entry: Entry,
+    sa: Option<&Map<String, Value>>,
+    config: &InjectConfig,
+) {
     let answer: Value =
         serde_json::from_slice(&webhook::respond(req, decision).to_bytes()).expect("the answer is JSON");
     assert_eq!(answer["apiVersion"], "admission.k8s.io/v1");
@@ -43,6 +49,13 @@ fn check(req: &webhook::Request, decision: &Decision, sa: Option<&Map<String, Va
     let rsp = &answer["response"];
     assert_eq!(rsp["uid"], req.uid.as_str());
     assert_eq!(rsp["allowed"], !matches!(decision, Decision::Refuse { .. }));
+    // The namespace entry's Pods are opted in by their namespace.
+    if entry == Entry::Namespace {
+        assert!(
+            !matches!(decision, Decision::Skip { reason: SkipReason::NotOptedIn, .. }),
+            "the namespace entry said not opted in"
+        );
+    }
     let Decision::Inject { .. } = decision else {
         assert!(rsp.get("patch").is_none(), "a patch without an injection");
         return;
@@ -58,7 +71,7 @@ fn check(req: &webhook::Request, decision: &Decision, sa: Option<&Map<String, Va
     let patch: json_patch::Patch = serde_json::from_value(ops).expect("an RFC 6902 patch");
     let mut pod = req.object.clone();
     json_patch::patch(&mut pod, &patch).expect("the patch applies to the Pod");
-    match webhook::decide(&pod, sa, config) {
+    match webhook::decide(&pod, entry, sa, config) {
         Decision::Skip { reason: SkipReason::AlreadyInjected, .. } => {}
         other => panic!("a second pass over the patched Pod did not find it injected: {other:?}"),
     }

@@ -625,15 +625,21 @@ def webhook_problems(docs, values):
     # The webhook entries.
     excluded_want = {ns, "kube-system", *w["excludeNamespaces"]}
     entries = {e["name"]: e for e in mwc["webhooks"]}
-    want_names = {"inject.credagent.io"} | ({"compat.inject.credagent.io"} if w["coreweaveCompat"] else set())
-    if set(entries) != want_names:
-        problems.append(f"entries {sorted(entries)}, expected {sorted(want_names)}")
+    want_paths = {"inject.credagent.io": "/mutate"}
+    if w["namespaceOptIn"]:
+        want_paths["namespace.inject.credagent.io"] = "/mutate/namespace"
+    if w["coreweaveCompat"]:
+        want_paths["compat.inject.credagent.io"] = "/mutate"
+    if set(entries) != set(want_paths):
+        problems.append(f"entries {sorted(entries)}, expected {sorted(want_paths)}")
     for name, e in entries.items():
         ref = e["clientConfig"]["service"]
-        if (ref["name"], ref["namespace"], ref["path"], ref["port"]) != (name_of(svc), ns, "/mutate", 443):
-            problems.append(f"{name}: clientConfig.service is not {ns}/{name_of(svc)}:443/mutate")
+        path = want_paths.get(name, "/mutate")
+        if (ref["name"], ref["namespace"], ref["path"], ref["port"]) != (name_of(svc), ns, path, 443):
+            problems.append(f"{name}: clientConfig.service is not {ns}/{name_of(svc)}:443{path}")
         for k, want in (("admissionReviewVersions", ["v1"]), ("sideEffects", "None"), ("matchPolicy", "Equivalent"),
-                        ("reinvocationPolicy", "IfNeeded"), ("timeoutSeconds", w["timeoutSeconds"])):
+                        ("reinvocationPolicy", "IfNeeded"), ("timeoutSeconds", w["timeoutSeconds"]),
+                        ("failurePolicy", "Ignore" if name.startswith("compat.") else w["failurePolicy"])):
             if e.get(k) != want:
                 problems.append(f"{name}: {k} is {e.get(k)!r}, expected {want!r}")
         if [(r["operations"], r["apiGroups"], r["apiVersions"], r["resources"]) for r in e["rules"]] != \
@@ -648,13 +654,7 @@ def webhook_problems(docs, values):
         for k, v in (w["namespaceSelector"].get("matchLabels") or {}).items():
             if (e["namespaceSelector"].get("matchLabels") or {}).get(k) != v:
                 problems.append(f"{name}: namespaceSelector lacks {k}={v}")
-        labelled = (e["objectSelector"].get("matchLabels") or {}).get(INJECT_LABEL) == "true"
-        if name == "inject.credagent.io":
-            if not labelled or e["failurePolicy"] != w["failurePolicy"]:
-                problems.append(f"{name}: objectSelector without {INJECT_LABEL}=true, or failurePolicy not the values'")
-        elif e["failurePolicy"] != "Ignore" or labelled or \
-                {"key": INJECT_LABEL, "operator": "DoesNotExist"} not in (e["objectSelector"].get("matchExpressions") or []):
-            problems.append(f"{name}: must be Ignore, for Pods without the {INJECT_LABEL} label")
+    problems += selection_problems(w, entries, ns)
     # RBAC and the API token.
     sa_name = spec["serviceAccountName"]
     sas = [s for s in kind_of(docs, "ServiceAccount") if name_of(s) == sa_name and s["metadata"]["namespace"] == ns]
@@ -671,6 +671,43 @@ def webhook_problems(docs, values):
     want = {(("",), "serviceaccounts"): {"get", "list", "watch"}} if w["coreweaveCompat"] else {}
     if granted != want:
         problems.append(f"RBAC grants {granted}, expected {want}")
+    return problems
+
+
+def selection_problems(w, entries, release_ns):
+    """Which entry the API server sends each kind of Pod to (the selectors evaluated as it does):
+    exactly the expected one, so a Pod is never injected by two entries nor by none that should."""
+    extra_pod = {k: v for k, v in (w["objectSelector"].get("matchLabels") or {}).items()}
+    for x in w["objectSelector"].get("matchExpressions") or []:
+        if x["operator"] == "Exists":
+            extra_pod[x["key"]] = "x"
+        elif x["operator"] == "In":
+            extra_pod[x["key"]] = x["values"][0]
+    extra_ns = dict(w["namespaceSelector"].get("matchLabels") or {})
+    ns_in = "namespace.inject.credagent.io" if w["namespaceOptIn"] else None
+    compat = "compat.inject.credagent.io" if w["coreweaveCompat"] else None
+    # (what, Pod's credagent.io/inject, namespace's, namespace name, the entry expected)
+    table = [
+        ("a labelled Pod", "true", None, "team-a", "inject.credagent.io"),
+        ("a labelled Pod in a labelled namespace", "true", "true", "team-a", "inject.credagent.io"),
+        ("an unlabelled Pod", None, None, "team-a", compat),
+        ("an unlabelled Pod in a labelled namespace", None, "true", "team-a", ns_in or compat),
+        ("a Pod labelled false in a labelled namespace", "false", "true", "team-a", None),
+        ("a Pod labelled false", "false", None, "team-a", None),
+        ("a labelled Pod in a namespace labelled false", "true", "false", "team-a", None),
+        ("an unlabelled Pod in a namespace labelled false", None, "false", "team-a", None),
+        ("a labelled Pod in the release namespace", "true", "true", release_ns, None),
+        ("an unlabelled Pod in kube-system", None, "true", "kube-system", None),
+    ]
+    problems = []
+    for what, pod_value, ns_value, ns_name, want in table:
+        pod_labels = {**extra_pod, **({INJECT_LABEL: pod_value} if pod_value else {})}
+        ns_labels = {"kubernetes.io/metadata.name": ns_name, **extra_ns,
+                     **({INJECT_LABEL: ns_value} if ns_value else {})}
+        got = [n for n, e in entries.items()
+               if selects(e["objectSelector"], pod_labels) and selects(e["namespaceSelector"], ns_labels)]
+        if got != ([want] if want else []):
+            problems.append(f"{what}: sent to {got or 'no entry'}, expected {want or 'none'}")
     return problems
 
 
@@ -1050,6 +1087,10 @@ def notes_check(report, helm, ci_files):
         want = []
         if values["webhook"]["enabled"]:
             want += ['credagent.io/inject: "true"', f"rollout status deploy/{RELEASE}-webhook"]
+            if values["webhook"]["namespaceOptIn"]:
+                want += ["kubectl label namespace NAME credagent.io/inject=true"]
+        unwanted = [] if values["webhook"]["enabled"] and values["webhook"]["namespaceOptIn"] else \
+            ["kubectl label namespace NAME credagent.io/inject=true"]
         if values["node"]["enabled"]:
             want += [f"kubectl label namespace {NAMESPACE} pod-security.kubernetes.io/enforce=privileged",
                      "Local token verification is " + ("on" if values["node"]["verification"]["issuers"] else "off")]
@@ -1057,7 +1098,7 @@ def notes_check(report, helm, ci_files):
             want += ["monitoring.coreos.com/v1"]
         if values["tests"]["enabled"]:
             want += [f"helm test {RELEASE} -n {NAMESPACE} --logs", "credagent principal"]
-        missing = [w for w in want if w not in notes]
+        missing = [w for w in want if w not in notes] + [f"(should not say) {u}" for u in unwanted if u in notes]
         report.check(f"{ci}: NOTES render and say what to do next ({len(want)} expected lines)",
                      p.returncode == 0 and bool(notes) and not missing and "<no value>" not in notes,
                      ([p.stderr.strip()[-300:]] if p.returncode else []) + [f"missing: {m}" for m in missing])

@@ -750,14 +750,18 @@ def webhook_check(report, rendered):
                 ann = mwc["metadata"].get("annotations", {}).get("cert-manager.io/inject-ca-from")
                 if ann not in [f"{ns}/{cert['metadata']['name']}" for cert in certs]:
                     problems.append(f"cert-manager.io/inject-ca-from is {ann!r}, not {ns}/<the serving Certificate>")
-                unlabelled = 0
+                unlabelled = namespace_entries = 0
                 for w in mwc.get("webhooks", []):
                     wn = w.get("name")
                     ref = (w.get("clientConfig") or {}).get("service") or {}
                     if svc and (ref.get("name"), ref.get("namespace")) != (svc["metadata"]["name"], ns):
                         problems.append(f"{wn}: clientConfig.service is not {ns}/{svc['metadata']['name']}")
-                    if ref.get("path") != "/mutate" or ref.get("port", 443) != 443:
-                        problems.append(f"{wn}: not port 443, path /mutate")
+                    # The namespace entry selects labelled namespaces and says so by its path: the
+                    # API server never sends a namespace's labels.
+                    ns_labelled = ((w.get("namespaceSelector") or {}).get("matchLabels") or {}).get(INJECT_LABEL) == "true"
+                    path = "/mutate/namespace" if ns_labelled else "/mutate"
+                    if ref.get("path") != path or ref.get("port", 443) != 443:
+                        problems.append(f"{wn}: not port 443, path {path}")
                     for key, want in (("admissionReviewVersions", ["v1"]), ("sideEffects", "None"),
                                       ("matchPolicy", "Equivalent"), ("reinvocationPolicy", "IfNeeded")):
                         if w.get(key) != want:
@@ -775,11 +779,20 @@ def webhook_check(report, rendered):
                     if not {ns, "kube-system"} <= excluded:
                         problems.append(f"{wn}: the namespaceSelector does not exclude {ns} and kube-system")
                     labelled = (w.get("objectSelector") or {}).get("matchLabels", {}).get(INJECT_LABEL) == "true"
-                    if not labelled:
+                    no_label = {"key": INJECT_LABEL, "operator": "DoesNotExist"} in \
+                        ((w.get("objectSelector") or {}).get("matchExpressions") or [])
+                    if ns_labelled:
+                        namespace_entries += 1
+                        if labelled or not no_label:
+                            problems.append(f"{wn}: the namespace entry must take only Pods without the "
+                                            f"{INJECT_LABEL} label (labelled ones are the first entry's, or opted out)")
+                    elif not labelled:
                         unlabelled += 1
                         if w.get("failurePolicy") != "Ignore":
                             problems.append(f"{wn}: sees Pods that did not ask for credagent, so failurePolicy "
                                             f"must be Ignore (is {w.get('failurePolicy')!r})")
+                if namespace_entries != 1:
+                    problems.append(f"{namespace_entries} namespace-wide entries, expected 1")
                 if compat and unlabelled != 1:
                     problems.append("compat mode needs exactly one entry for Pods without the label")
                 if not compat and unlabelled:

@@ -69,8 +69,8 @@ class Report:
             print(f"  ok    {name}", flush=True)
 
 
-def run_admission(binary, config, sa, body):
-    cmd = [binary, "--config", json.dumps(config)]
+def run_admission(binary, config, sa, body, entry="pod"):
+    cmd = [binary, "--config", json.dumps(config), "--entry", entry]
     if sa is not None:
         cmd += ["--sa-annotations", json.dumps(sa)]
     p = subprocess.run(cmd + ["-"], input=json.dumps(body), capture_output=True, text=True)
@@ -333,7 +333,8 @@ def main():
         config = {**base, **case.get("config", {})}
         req = json.loads((FIXTURES / case["fixture"]).read_text())
         try:
-            resp, label = run_admission(a.admission, config, case.get("sa_annotations"), req)
+            resp, label = run_admission(a.admission, config, case.get("sa_annotations"), req,
+                                        case.get("entry", "pod"))
         except (RuntimeError, json.JSONDecodeError) as e:
             report.check(f"{name}: response", str(e))
             continue
@@ -363,7 +364,8 @@ def main():
         for how, pod in (("as patched", after), ("defaulted by the API server", default_pod(after))):
             again = review(pod, namespace=req["request"]["namespace"], uid=f"second-pass-{n}")
             try:
-                resp2, label2 = run_admission(a.admission, config, case.get("sa_annotations"), again)
+                resp2, label2 = run_admission(a.admission, config, case.get("sa_annotations"), again,
+                                              case.get("entry", "pod"))
             except (RuntimeError, json.JSONDecodeError) as e:
                 report.check(f"{name}: second pass ({how})", str(e))
                 continue

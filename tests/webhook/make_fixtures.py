@@ -84,10 +84,11 @@ def bare_pod():
     )
 
 
-def deployment_pod():
+def deployment_pod(labelled=True):
     return pod(
         meta(generateName="trainer-7d9f8b6c5d-",
-             labels={"app.kubernetes.io/name": "trainer", "pod-template-hash": "7d9f8b6c5d", **INJECT},
+             labels={"app.kubernetes.io/name": "trainer", "pod-template-hash": "7d9f8b6c5d",
+                     **(INJECT if labelled else {})},
              ownerReferences=[{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "trainer-7d9f8b6c5d",
                                "uid": "0b7e3a52-8f0c-4a51-9a7e-2f1d8d6c9b10", "controller": True,
                                "blockOwnerDeletion": True}]),
@@ -180,6 +181,12 @@ def opt_out_pod():
                pod_spec([app()], volumes=[api_access_volume(KAA)]))
 
 
+def namespace_opt_out_pod():
+    """In an opted-in namespace: an annotation opts out (a label would keep it from the namespace entry)."""
+    return pod(meta("opted-out-ns", "ml", labels={"app": "batch"}, annotations={"credagent.io/inject": "false"}),
+               pod_spec([app()], volumes=[api_access_volume(KAA)]))
+
+
 def plain_pod(name="plain", sa="default"):
     return pod(meta(name, "team-a", labels={"app": name}),
                pod_spec([app()], volumes=[api_access_volume(KAA)], sa=sa))
@@ -245,6 +252,8 @@ def fixtures():
         "bare-pod.json": review(bare, namespace="team-a"),
         "dry-run.json": review(bare, namespace="team-a", dry_run=True),
         "deployment-pod.json": review(deployment_pod(), namespace="ml"),
+        "namespace-deployment-pod.json": review(deployment_pod(labelled=False), namespace="ml"),
+        "namespace-opt-out.json": review(namespace_opt_out_pod(), namespace="ml"),
         "job-pod.json": review(job_pod(), namespace="etl"),
         "istio-native-sidecar.json": review(istio_pod(), namespace="team-a"),
         "static-keys.json": review(static_keys_pod(), namespace="team-a"),
@@ -309,6 +318,15 @@ CASES = [
          sa_annotations={"caios.coreweave.com/inject": "true"}),
     case("ServiceAccount opt-in, coreweave_compat off", "sa-opt-in.json", "not_opted_in",
          sa_annotations={"caios.coreweave.com/inject": "true"}),
+    # The namespace entry (/mutate/namespace): Pods without the label in a labelled namespace.
+    case("namespace opt-in: a Deployment's Pod without the label", "namespace-deployment-pod.json", "injected",
+         entry="namespace", mode="sidecar", injected=["trainer"], config=LOTA, warnings=[]),
+    case("the same Pod from the Pod entry is not opted in", "namespace-deployment-pod.json", "not_opted_in"),
+    case("namespace opt-in: an unlabelled Pod, coreweave_compat on, no ServiceAccount opt-in",
+         "not-opted-in.json", "injected", entry="namespace", mode="sidecar", injected=["app"],
+         config={"coreweave_compat": True}, sa_annotations={}),
+    case("namespace opt-in: the Pod's opt-out annotation wins", "namespace-opt-out.json", "opted_out",
+         entry="namespace"),
     case("every container has CoreWeave's container credentials", "coreweave-webhook-injected.json",
          "all_containers_have_credentials", warnings=["container app left as it is", "container second left as it is"]),
     case("skip-containers", "skip-containers.json", "injected", mode="sidecar", injected=["app"],

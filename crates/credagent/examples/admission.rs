@@ -2,19 +2,21 @@
 //! harness (`tests/webhook/run.sh`). A test tool, not part of the product.
 //!
 //! ```text
-//! admission [--config JSON] [--sa-annotations JSON] REVIEW.json|-
+//! admission [--config JSON] [--sa-annotations JSON] [--entry pod|namespace] REVIEW.json|-
 //! ```
 //!
 //! Prints the AdmissionReview response on stdout and `decision=LABEL` on
 //! stderr. `--config` is an `InjectConfig` as JSON (default: image
 //! `credagent:test`, org id `test-org`); `--sa-annotations` the annotations
-//! of the Pod's ServiceAccount as a JSON object. Exits 0 with a response, 1
-//! on an unusable input (the server's HTTP 400), 2 on bad arguments.
+//! of the Pod's ServiceAccount as a JSON object; `--entry` the webhook entry
+//! that sent the request (`pod`, `/mutate`, the default; `namespace`,
+//! `/mutate/namespace`). Exits 0 with a response, 1 on an unusable input
+//! (the server's HTTP 400), 2 on bad arguments.
 
 use std::io::Read as _;
 use std::process::ExitCode;
 
-use credagent::webhook::{self, InjectConfig, Upstream};
+use credagent::webhook::{self, Entry, InjectConfig, Upstream};
 use serde_json::{Map, Value};
 
 fn main() -> ExitCode {
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
 fn run() -> Result<ExitCode, String> {
     let mut config = InjectConfig::new("credagent:test", Upstream::OrgId("test-org".into()));
     let mut sa: Option<Map<String, Value>> = None;
+    let mut entry = Entry::Pod;
     let mut input = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -43,13 +46,20 @@ fn run() -> Result<ExitCode, String> {
                 sa =
                     Some(serde_json::from_str(&raw).map_err(|e| format!("--sa-annotations: {e}"))?);
             }
+            "--entry" => {
+                entry = match args.next().as_deref() {
+                    Some("pod") => Entry::Pod,
+                    Some("namespace") => Entry::Namespace,
+                    _ => return Err("--entry needs pod or namespace".into()),
+                };
+            }
             _ if input.is_none() => input = Some(arg),
             _ => return Err(format!("unexpected argument {arg:?}")),
         }
     }
     config.validate().map_err(|e| e.to_string())?;
     let path =
-        input.ok_or("usage: admission [--config JSON] [--sa-annotations JSON] REVIEW.json|-")?;
+        input.ok_or("usage: admission [--config JSON] [--sa-annotations JSON] [--entry pod|namespace] REVIEW.json|-")?;
     let body = if path == "-" {
         let mut buf = Vec::new();
         std::io::stdin()
@@ -67,8 +77,8 @@ fn run() -> Result<ExitCode, String> {
         }
     };
     // The server would look the ServiceAccount up only when asked to.
-    let sa = webhook::service_account_to_look_up(&req, &config).and(sa);
-    let decision = webhook::admit(&req, sa.as_ref(), &config);
+    let sa = webhook::service_account_to_look_up(&req, entry, &config).and(sa);
+    let decision = webhook::admit(&req, entry, sa.as_ref(), &config);
     eprintln!("decision={}", decision.label());
     println!(
         "{}",

@@ -100,13 +100,13 @@ mod fixture_tests;
 mod proxy_tests;
 
 pub use self::admit::{admit, respond, service_account_to_look_up, ServiceAccountRef};
-pub use self::annotations::{AnnotationError, Mode};
+pub use self::annotations::{AnnotationError, Entry, Mode};
 pub use self::config::{InjectConfig, InjectConfigError, PullPolicy, Resources, Upstream};
 pub use self::inject::{decide, Decision, SkipReason};
 pub use self::patch::Op;
 pub use self::response::Response;
 pub use self::review::{parse, Operation, Request, ReviewError};
-pub use self::server::{MutateRoutes, MUTATE_PATH};
+pub use self::server::{MutateRoutes, MUTATE_NAMESPACE_PATH, MUTATE_PATH};
 pub use self::service::{StartError, Webhook, WebhookOptions, KEEP_ALIVE_TIMEOUT};
 pub use self::settings::inject_config;
 pub use self::tls::{CertError, CertFiles, CertStore};

@@ -12,6 +12,7 @@
 
 use serde_json::{Map, Value};
 
+use super::annotations::Entry;
 use super::config::InjectConfig;
 use super::inject::{self, Decision, SkipReason};
 use super::names;
@@ -29,14 +30,16 @@ pub struct ServiceAccountRef {
 
 /// The ServiceAccount to look up before calling [`admit`], if its
 /// annotations can change the answer: only with `coreweave_compat`, only for
-/// a Pod CREATE, and only if the Pod says nothing itself about
+/// a Pod CREATE sent by the Pod entry (the namespace entry's Pods are opted
+/// in already), and only if the Pod says nothing itself about
 /// `credagent.io/inject` (its own `"true"`/`"false"` decides alone). Reads
 /// only the request; `None` also when no namespace is known.
 pub fn service_account_to_look_up(
     req: &Request,
+    entry: Entry,
     config: &InjectConfig,
 ) -> Option<ServiceAccountRef> {
-    if !config.coreweave_compat || !req.is_pod_create() {
+    if !config.coreweave_compat || entry != Entry::Pod || !req.is_pod_create() {
         return None;
     }
     let metadata = req.object.get("metadata");
@@ -66,11 +69,13 @@ fn non_empty(v: Option<&Value>) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Decides on one request. Anything but a Pod CREATE is admitted
-/// unchanged; `sa_annotations` are those of [`service_account_to_look_up`]'s
-/// answer (`None` if not looked up or not found).
+/// Decides on one request, sent by `entry`. Anything but a Pod CREATE is
+/// admitted unchanged; `sa_annotations` are those of
+/// [`service_account_to_look_up`]'s answer (`None` if not looked up or not
+/// found).
 pub fn admit(
     req: &Request,
+    entry: Entry,
     sa_annotations: Option<&Map<String, Value>>,
     config: &InjectConfig,
 ) -> Decision {
@@ -80,7 +85,7 @@ pub fn admit(
             warnings: Vec::new(),
         };
     }
-    inject::decide(&req.object, sa_annotations, config)
+    inject::decide(&req.object, entry, sa_annotations, config)
 }
 
 /// The response for a decision on `req`.
@@ -118,11 +123,11 @@ mod tests {
         };
         let pod = json!({"metadata": {}, "spec": {"serviceAccountName": "", "containers": []}});
         assert_eq!(
-            service_account_to_look_up(&request(pod.clone(), Some("ns")), &off),
+            service_account_to_look_up(&request(pod.clone(), Some("ns")), Entry::Pod, &off),
             None
         );
         assert_eq!(
-            service_account_to_look_up(&request(pod.clone(), Some("ns")), &on),
+            service_account_to_look_up(&request(pod.clone(), Some("ns")), Entry::Pod, &on),
             Some(ServiceAccountRef {
                 namespace: "ns".into(),
                 name: "default".into()
@@ -130,7 +135,7 @@ mod tests {
         );
         let named = json!({"metadata": {"namespace": "meta-ns"}, "spec": {"serviceAccountName": "trainer"}});
         assert_eq!(
-            service_account_to_look_up(&request(named, None), &on),
+            service_account_to_look_up(&request(named, None), Entry::Pod, &on),
             Some(ServiceAccountRef {
                 namespace: "meta-ns".into(),
                 name: "trainer".into()
@@ -138,9 +143,17 @@ mod tests {
         );
         let decided = json!({"metadata": {"labels": {"credagent.io/inject": "false"}}, "spec": {}});
         assert_eq!(
-            service_account_to_look_up(&request(decided, Some("ns")), &on),
+            service_account_to_look_up(&request(decided, Some("ns")), Entry::Pod, &on),
             None
         );
-        assert_eq!(service_account_to_look_up(&request(pod, None), &on), None);
+        assert_eq!(
+            service_account_to_look_up(&request(pod.clone(), None), Entry::Pod, &on),
+            None
+        );
+        // The namespace entry's Pods are opted in by their namespace.
+        assert_eq!(
+            service_account_to_look_up(&request(pod, Some("ns")), Entry::Namespace, &on),
+            None
+        );
     }
 }

@@ -13,11 +13,39 @@ use super::quantity;
 /// Longest annotation value quoted back in a message.
 const MAX_QUOTED: usize = 64;
 
+/// Which entry of the MutatingWebhookConfiguration sent the Pod, told
+/// apart by the path each one posts to. The API server never sends a
+/// namespace's labels, so this is how a namespace-wide opt-in reaches us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// `/mutate`: Pods labelled `credagent.io/inject: "true"`, and (the
+    /// compat entry) Pods without the label, for their ServiceAccount.
+    Pod,
+    /// `/mutate/namespace`: Pods without the label in a namespace labelled
+    /// `credagent.io/inject: "true"`; all of them are opted in.
+    Namespace,
+}
+
+// === impl Entry ===
+
+impl Entry {
+    /// A short, bounded label for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pod => "pod",
+            Self::Namespace => "namespace",
+        }
+    }
+}
+
 /// Whether, and why, a Pod is opted in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OptIn {
     /// `credagent.io/inject: "true"` on the Pod (label or annotation).
     Pod,
+    /// Sent by the namespace entry ([`Entry::Namespace`]): its namespace
+    /// carries the label.
+    Namespace,
     /// `caios.coreweave.com/inject: "true"` on its ServiceAccount
     /// (`coreweave_compat` on).
     ServiceAccount,
@@ -96,10 +124,13 @@ impl AnnotationError {
 
 /// Decides whether the Pod is opted in. `"false"` on the Pod (label or
 /// annotation) always wins; any other value than `"true"`/`"false"` under
-/// our key is refused, since it can only be a typo of one of them.
+/// our key is refused, since it can only be a typo of one of them. Then the
+/// Pod's own `"true"`, its namespace's ([`Entry::Namespace`]), and last its
+/// ServiceAccount's (with `coreweave_compat`).
 pub fn opt_in(
     labels: Option<&Map<String, Value>>,
     annotations: Option<&Map<String, Value>>,
+    entry: Entry,
     sa_annotations: Option<&Map<String, Value>>,
     config: &InjectConfig,
 ) -> Result<OptIn, AnnotationError> {
@@ -115,6 +146,9 @@ pub fn opt_in(
     }
     if opted_in {
         return Ok(OptIn::Pod);
+    }
+    if entry == Entry::Namespace {
+        return Ok(OptIn::Namespace);
     }
     let sa_opt_in = config.coreweave_compat
         && sa_annotations

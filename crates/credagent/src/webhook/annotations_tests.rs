@@ -2,7 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::annotations::{opt_in, settings, Mode, OptIn};
+use super::annotations::{opt_in, settings, Entry, Mode, OptIn};
 use super::config::{InjectConfig, Resources, Upstream};
 
 fn config() -> InjectConfig {
@@ -23,30 +23,54 @@ fn opt_in_rules() {
     let t = map(json!({"credagent.io/inject": "true"}));
     let f = map(json!({"credagent.io/inject": "false"}));
     let sa = map(json!({"caios.coreweave.com/inject": "true"}));
-    assert_eq!(opt_in(Some(&t), None, None, &c), Ok(OptIn::Pod));
-    assert_eq!(opt_in(None, Some(&t), None, &c), Ok(OptIn::Pod));
-    assert_eq!(opt_in(Some(&t), Some(&f), None, &c), Ok(OptIn::OptedOut));
+    assert_eq!(opt_in(Some(&t), None, Entry::Pod, None, &c), Ok(OptIn::Pod));
+    assert_eq!(opt_in(None, Some(&t), Entry::Pod, None, &c), Ok(OptIn::Pod));
     assert_eq!(
-        opt_in(Some(&f), Some(&t), Some(&sa), &compat),
+        opt_in(Some(&t), Some(&f), Entry::Pod, None, &c),
         Ok(OptIn::OptedOut)
     );
-    assert_eq!(opt_in(None, None, Some(&sa), &c), Ok(OptIn::NotOptedIn));
     assert_eq!(
-        opt_in(None, None, Some(&sa), &compat),
+        opt_in(Some(&f), Some(&t), Entry::Pod, Some(&sa), &compat),
+        Ok(OptIn::OptedOut)
+    );
+    assert_eq!(
+        opt_in(None, None, Entry::Pod, Some(&sa), &c),
+        Ok(OptIn::NotOptedIn)
+    );
+    assert_eq!(
+        opt_in(None, None, Entry::Pod, Some(&sa), &compat),
         Ok(OptIn::ServiceAccount)
     );
     assert_eq!(
-        opt_in(None, Some(&f), Some(&sa), &compat),
+        opt_in(None, Some(&f), Entry::Pod, Some(&sa), &compat),
         Ok(OptIn::OptedOut)
     );
-    assert_eq!(opt_in(None, None, None, &compat), Ok(OptIn::NotOptedIn));
+    assert_eq!(
+        opt_in(None, None, Entry::Pod, None, &compat),
+        Ok(OptIn::NotOptedIn)
+    );
     let other = map(json!({"caios.coreweave.com/inject": "yes"}));
     assert_eq!(
-        opt_in(None, None, Some(&other), &compat),
+        opt_in(None, None, Entry::Pod, Some(&other), &compat),
         Ok(OptIn::NotOptedIn)
     );
     let typo = map(json!({"credagent.io/inject": "True"}));
-    let e = opt_in(None, Some(&typo), None, &c).unwrap_err();
+    // The namespace entry: opted in by the namespace, unless the Pod says
+    // otherwise; its own "true" is still the Pod's, a typo still refused.
+    let ns = Entry::Namespace;
+    assert_eq!(opt_in(None, None, ns, None, &c), Ok(OptIn::Namespace));
+    assert_eq!(
+        opt_in(None, None, ns, Some(&sa), &compat),
+        Ok(OptIn::Namespace)
+    );
+    assert_eq!(opt_in(None, Some(&f), ns, None, &c), Ok(OptIn::OptedOut));
+    assert_eq!(
+        opt_in(Some(&f), None, ns, Some(&sa), &compat),
+        Ok(OptIn::OptedOut)
+    );
+    assert_eq!(opt_in(None, Some(&t), ns, None, &c), Ok(OptIn::Pod));
+    assert!(opt_in(None, Some(&typo), ns, None, &c).is_err());
+    let e = opt_in(None, Some(&typo), Entry::Pod, None, &c).unwrap_err();
     assert_eq!(
         e.to_string(),
         r#"annotation credagent.io/inject: "True" is not accepted: "true" or "false""#

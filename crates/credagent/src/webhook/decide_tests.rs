@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::annotations::Mode;
+use super::annotations::{Entry, Mode};
 use super::config::{InjectConfig, Upstream};
 use super::inject::{decide, Decision, SkipReason};
 use super::response::MAX_WARNING_CHARS;
@@ -26,7 +26,7 @@ fn pod(annotations: Value, spec: Value) -> Value {
 
 /// (ops as (path, value), warnings) of an injection; panics otherwise.
 fn injected(pod: &Value) -> (Vec<(String, Value)>, Vec<String>) {
-    match decide(pod, None, &config()) {
+    match decide(pod, Entry::Pod, None, &config()) {
         Decision::Inject { ops, warnings, .. } => {
             let ops = ops
                 .into_iter()
@@ -53,14 +53,14 @@ fn env_names(ops: &[(String, Value)], path: &str) -> Vec<String> {
 }
 
 fn skip_reason(pod: &Value) -> SkipReason {
-    match decide(pod, None, &config()) {
+    match decide(pod, Entry::Pod, None, &config()) {
         Decision::Skip { reason, .. } => reason,
         other => panic!("not skipped: {other:?}"),
     }
 }
 
 fn refusal(pod: &Value) -> String {
-    match decide(pod, None, &config()) {
+    match decide(pod, Entry::Pod, None, &config()) {
         Decision::Refuse { message } => message,
         other => panic!("not refused: {other:?}"),
     }
@@ -282,7 +282,7 @@ fn node_mode_adds_no_proxy_only_beside_a_visible_proxy() {
             {"name": "c"},
         ]}),
     );
-    let Decision::Inject { mode, .. } = decide(&p, None, &config()) else {
+    let Decision::Inject { mode, .. } = decide(&p, Entry::Pod, None, &config()) else {
         panic!()
     };
     assert_eq!(mode, Mode::Node);
@@ -335,7 +335,7 @@ fn a_pod_without_metadata_gets_it_whole() {
         if let Some(m) = &metadata {
             pod["metadata"] = m.clone();
         }
-        let Decision::Inject { ops, .. } = decide(&pod, Some(&sa), &compat) else {
+        let Decision::Inject { ops, .. } = decide(&pod, Entry::Pod, Some(&sa), &compat) else {
             panic!("not injected");
         };
         let patch: json_patch::Patch =
@@ -347,7 +347,7 @@ fn a_pod_without_metadata_gets_it_whole() {
         );
         assert_eq!(pod["metadata"]["labels"]["credagent/mode"], "sidecar");
         assert!(matches!(
-            decide(&pod, Some(&sa), &compat),
+            decide(&pod, Entry::Pod, Some(&sa), &compat),
             Decision::Skip {
                 reason: SkipReason::AlreadyInjected,
                 ..

@@ -11,6 +11,7 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 use super::admit::{admit, respond, service_account_to_look_up};
+use super::annotations::Entry;
 use super::config::InjectConfig;
 use super::inject::Decision;
 use super::names;
@@ -21,6 +22,7 @@ struct Case {
     fixture: String,
     config: InjectConfig,
     sa: Option<Map<String, Value>>,
+    entry: Entry,
     spec: Value,
 }
 
@@ -48,6 +50,11 @@ fn cases() -> Vec<Case> {
                 fixture: c["fixture"].as_str().unwrap().to_owned(),
                 config: serde_json::from_value(Value::Object(config)).unwrap(),
                 sa: c.get("sa_annotations").and_then(Value::as_object).cloned(),
+                entry: match c.get("entry").and_then(Value::as_str) {
+                    None | Some("pod") => Entry::Pod,
+                    Some("namespace") => Entry::Namespace,
+                    Some(other) => panic!("entry {other:?}"),
+                },
                 spec: c.clone(),
             }
         })
@@ -91,8 +98,8 @@ fn apply(doc: &mut Value, ops: &Value) {
 
 fn run(case: &Case, body: &[u8]) -> (Decision, Value) {
     let req = parse(body).unwrap_or_else(|e| panic!("{}: {e}", case.name));
-    let sa = service_account_to_look_up(&req, &case.config).and(case.sa.as_ref());
-    let decision = admit(&req, sa, &case.config);
+    let sa = service_account_to_look_up(&req, case.entry, &case.config).and(case.sa.as_ref());
+    let decision = admit(&req, case.entry, sa, &case.config);
     let response: Value = serde_json::from_slice(&respond(&req, &decision).to_bytes()).unwrap();
     assert_eq!(
         response["apiVersion"], "admission.k8s.io/v1",
@@ -329,7 +336,7 @@ fn broken_input_never_panics() {
                 b[i] = BYTES[(next() % BYTES.len() as u64) as usize];
             }
             if let Ok(req) = parse(&b) {
-                let _ = respond(&req, &admit(&req, None, &config)).to_bytes();
+                let _ = respond(&req, &admit(&req, Entry::Pod, None, &config)).to_bytes();
             }
         }
         let req = parse(&body).unwrap();
@@ -341,7 +348,7 @@ fn broken_input_never_panics() {
                 if let Some(slot) = r.object.pointer_mut(&path) {
                     *slot = replacement;
                 }
-                let _ = respond(&r, &admit(&r, None, &config)).to_bytes();
+                let _ = respond(&r, &admit(&r, Entry::Pod, None, &config)).to_bytes();
             }
         }
     }

@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use super::annotations::{self, Mode, OptIn, PodSettings};
+use super::annotations::{self, Entry, Mode, OptIn, PodSettings};
 use super::config::InjectConfig;
 use super::items::{self, AppPlan, EnvVar};
 use super::names;
@@ -46,7 +46,8 @@ pub enum Decision {
 pub enum SkipReason {
     /// Not a Pod CREATE (another kind, operation or subresource).
     NotPodCreate,
-    /// Neither the Pod nor (with `coreweave_compat`) its ServiceAccount opts in.
+    /// Neither the Pod, its namespace, nor (with `coreweave_compat`) its
+    /// ServiceAccount opts in.
     NotOptedIn,
     /// `credagent.io/inject: "false"`.
     OptedOut,
@@ -102,12 +103,13 @@ impl Decision {
     }
 }
 
-/// Decides what to do with a Pod being created. `sa_annotations` are the
-/// annotations of its ServiceAccount (`spec.serviceAccountName`, `default`
-/// when empty) if the caller looked it up; `None` means unknown, which
-/// counts as no opt-in.
+/// Decides what to do with a Pod being created, sent by `entry`.
+/// `sa_annotations` are the annotations of its ServiceAccount
+/// (`spec.serviceAccountName`, `default` when empty) if the caller looked it
+/// up; `None` means unknown, which counts as no opt-in.
 pub fn decide(
     pod: &Value,
+    entry: Entry,
     sa_annotations: Option<&Map<String, Value>>,
     config: &InjectConfig,
 ) -> Decision {
@@ -115,11 +117,11 @@ pub fn decide(
         Ok(m) => m,
         Err(e) => return Decision::refuse(e),
     };
-    match annotations::opt_in(meta.labels, meta.annotations, sa_annotations, config) {
+    match annotations::opt_in(meta.labels, meta.annotations, entry, sa_annotations, config) {
         Err(e) => return Decision::refuse(e),
         Ok(OptIn::NotOptedIn) => return Decision::skip(SkipReason::NotOptedIn, vec![]),
         Ok(OptIn::OptedOut) => return Decision::skip(SkipReason::OptedOut, vec![]),
-        Ok(OptIn::Pod | OptIn::ServiceAccount) => {}
+        Ok(OptIn::Pod | OptIn::Namespace | OptIn::ServiceAccount) => {}
     }
     let settings = match annotations::settings(meta.annotations, config) {
         Ok(s) => s,

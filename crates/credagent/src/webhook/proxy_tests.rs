@@ -6,6 +6,7 @@
 
 use serde_json::{json, Value};
 
+use super::annotations::Entry;
 use super::config::{InjectConfig, Upstream};
 use super::inject::{decide, Decision, SkipReason};
 use crate::config::ProxySettings;
@@ -44,7 +45,7 @@ fn pod(annotations: Value) -> Value {
 
 /// The Pod after the decision's patch (applied by json-patch, not by us).
 fn injected(pod: &Value, config: &InjectConfig) -> Value {
-    let Decision::Inject { ops, .. } = decide(pod, None, config) else {
+    let Decision::Inject { ops, .. } = decide(pod, Entry::Pod, None, config) else {
         panic!("not injected");
     };
     let patch: json_patch::Patch =
@@ -123,7 +124,7 @@ fn the_sidecar_gets_the_proxy_and_the_apps_do_not() {
 fn a_second_pass_adds_nothing() {
     let c = config(Some(PROXY), Some(NO_PROXY));
     let once = injected(&pod(json!({"credagent.io/credential-process": "true"})), &c);
-    match decide(&once, None, &c) {
+    match decide(&once, Entry::Pod, None, &c) {
         Decision::Skip { reason, .. } => assert_eq!(reason, SkipReason::AlreadyInjected),
         other => panic!("a second pass changed the Pod: {other:?}"),
     }

@@ -1,5 +1,6 @@
-//! `POST /mutate`: an AdmissionReview in, an AdmissionReview out, around
-//! the pure core ([`super::admit`]).
+//! `POST /mutate` (and `/mutate/namespace`, the namespace-wide entry): an
+//! AdmissionReview in, an AdmissionReview out, around the pure core
+//! ([`super::admit`]).
 //!
 //! Every request is bounded: its body by size (`--max-body-bytes`, checked
 //! against `Content-Length` before reading and while reading) and by time
@@ -25,7 +26,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::admit::{admit, respond, service_account_to_look_up, ServiceAccountRef};
-use super::annotations::Mode;
+use super::annotations::{Entry, Mode};
 use super::config::InjectConfig;
 use super::inject::{Decision, SkipReason};
 use super::names;
@@ -34,8 +35,10 @@ use super::sa_cache::ServiceAccounts;
 use crate::metrics::WebhookMetrics;
 use crate::server::{error, internal_error, Answer, Body, Routes};
 
-/// The one path served.
+/// The path of the Pod entry ([`Entry::Pod`]).
 pub const MUTATE_PATH: &str = "/mutate";
+/// The path of the namespace entry ([`Entry::Namespace`]).
+pub const MUTATE_NAMESPACE_PATH: &str = "/mutate/namespace";
 /// The longest a ServiceAccount lookup may take (the webhook's own
 /// `timeoutSeconds` is 5 s, body and answer included).
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -73,14 +76,18 @@ impl Routes for MutateRoutes {
 
     fn route_owned(&self, req: Request<Incoming>, _peer: SocketAddr) -> Self::Future {
         let started = Instant::now();
-        if req.uri().path() != MUTATE_PATH {
-            let rsp = error(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                "unknown path; POST AdmissionReviews to /mutate",
-            );
-            return Box::pin(std::future::ready(("other", rsp)));
-        }
+        let entry = match req.uri().path() {
+            MUTATE_PATH => Entry::Pod,
+            MUTATE_NAMESPACE_PATH => Entry::Namespace,
+            _ => {
+                let rsp = error(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    "unknown path; POST AdmissionReviews to /mutate or /mutate/namespace",
+                );
+                return Box::pin(std::future::ready(("other", rsp)));
+            }
+        };
         if req.method() != Method::POST {
             let mut rsp = error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -96,7 +103,8 @@ impl Routes for MutateRoutes {
         let metrics = self.metrics.clone();
         let (max, timeout) = (self.max_body_bytes, self.body_timeout);
         Box::pin(async move {
-            let (rsp, outcome) = mutate(req, &config, accounts.as_deref(), max, timeout).await;
+            let (rsp, outcome) =
+                mutate(req, entry, &config, accounts.as_deref(), max, timeout).await;
             metrics.admission(
                 outcome.outcome,
                 outcome.reason,
@@ -117,6 +125,7 @@ impl std::fmt::Debug for MutateRoutes {
 
 async fn mutate(
     req: Request<Incoming>,
+    entry: Entry,
     config: &InjectConfig,
     accounts: Option<&dyn ServiceAccounts>,
     max: usize,
@@ -183,7 +192,7 @@ async fn mutate(
             return failed(StatusCode::BAD_REQUEST, "not_a_review", e.to_string());
         }
     };
-    let (decision, lookup_failed) = decide(&review, config, accounts).await;
+    let (decision, lookup_failed) = decide(&review, entry, config, accounts).await;
     let answer = respond(&review, &decision).to_bytes();
     let outcome = match (&decision, lookup_failed) {
         (_, true) => Outcome {
@@ -218,7 +227,7 @@ async fn mutate(
             reason: "invalid_annotation",
         },
     };
-    log_decision(&review, &decision, &outcome);
+    log_decision(&review, entry, &decision, &outcome);
     let rsp = Response::builder()
         .status(StatusCode::OK)
         .header(CONTENT_TYPE, "application/json")
@@ -232,11 +241,13 @@ async fn mutate(
 /// warning saying why).
 async fn decide(
     review: &Review,
+    entry: Entry,
     config: &InjectConfig,
     accounts: Option<&dyn ServiceAccounts>,
 ) -> (Decision, bool) {
-    let (Some(sa), Some(accounts)) = (service_account_to_look_up(review, config), accounts) else {
-        return (admit(review, None, config), false);
+    let sa = service_account_to_look_up(review, entry, config);
+    let (Some(sa), Some(accounts)) = (sa, accounts) else {
+        return (admit(review, entry, None, config), false);
     };
     match tokio::time::timeout(LOOKUP_TIMEOUT, accounts.lookup(&sa)).await {
         Ok(Ok(found)) => {
@@ -248,7 +259,7 @@ async fn decide(
                 );
                 m
             });
-            (admit(review, annotations.as_ref(), config), false)
+            (admit(review, entry, annotations.as_ref(), config), false)
         }
         Ok(Err(e)) => (lookup_failed(&sa, &e.to_string()), true),
         Err(_) => (
@@ -274,7 +285,7 @@ fn lookup_failed(sa: &ServiceAccountRef, why: &str) -> Decision {
     }
 }
 
-fn log_decision(review: &Review, decision: &Decision, outcome: &Outcome) {
+fn log_decision(review: &Review, entry: Entry, decision: &Decision, outcome: &Outcome) {
     let metadata = review.object.get("metadata");
     let field = |key: &str| {
         metadata
@@ -310,6 +321,7 @@ fn log_decision(review: &Review, decision: &Decision, outcome: &Outcome) {
         pod = if is_pod { pod } else { "" },
         generate_name = is_pod && generated,
         service_account = if is_pod { service_account } else { "" },
+        entry = entry.as_str(),
         outcome = outcome.outcome,
         reason = outcome.reason,
         dry_run = review.dry_run,

@@ -22,4 +22,5 @@ mod tinyproxy;
 mod upstream;
 mod webhook;
 mod webhook_compat;
+mod webhook_namespace;
 mod webhook_proxy;
