@@ -152,7 +152,7 @@ def fmt_mib(kib):
 
 
 def kubelet_write(dir_, name, data):
-    """kubelet's AtomicWriter for one file (as credagent::kubelet and
+    """kubelet's AtomicWriter for one file (as credagent_testkit::kubelet and
     crates/testkit/kubelet-swap.sh): new timestamped dir, file, `..data_tmp`
     symlink renamed over `..data`, user-visible link, old dir removed.
     Returns the monotonic time of the rename (the swap itself)."""
@@ -812,7 +812,7 @@ def section_ready(ctx, res):
               ["Time to ready: a fresh `credagent sidecar` process against a local stand-in "
                "(no added latency), polled every 0.5 ms. (a) credagent::token::spawn with the "
                "production TokenSourceConfig (inotify, 20 ms trailing debounce), swaps by "
-               "credagent::kubelet::atomic_write. (b) the binary, serving 1-hour credentials: "
+               "credagent_testkit::kubelet::atomic_write. (b) the binary, serving 1-hour credentials: "
                "each swap (timer starts at the `..data` rename) installs a token for a new "
                "service account; stops when the stand-in answers an exchange for it, and checks "
                "it was the only call. Swaps are spaced over 1 s apart (the agent exchanges a "
