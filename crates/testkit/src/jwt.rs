@@ -2,7 +2,8 @@
 //!
 //! This is just enough JOSE for a test double. It handles `RS256` and `ES256`, a
 //! `{"alg","kid","typ":"JWT"}` header, and claims shaped like a Kubernetes projected token
-//! (token-watch.md §2.2). It does no JWKS, no `crit` and no other algorithms.
+//! (token-watch.md §2.2). Verifying (the signature, then the claims) is in [`verify`]. It does no
+//! `crit` and no other algorithms; a [`Verifier`] renders its ES256 key as a JWK, for a key set to serve.
 
 use std::{
     fmt,
@@ -14,11 +15,16 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use ring::{
     digest,
     rand::{SecureRandom, SystemRandom},
-    signature::{self, EcdsaKeyPair, KeyPair as _, RsaKeyPair, UnparsedPublicKey},
+    signature::{self, EcdsaKeyPair, KeyPair as _, RsaKeyPair},
 };
 use serde_json::{json, Value};
 
 use crate::error::StandInError;
+
+mod verify;
+
+pub use self::verify::Verifier;
+pub(crate) use self::verify::{check_claims, Identity};
 
 /// A JWS signature algorithm that the stand-in can sign and verify.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,24 +65,6 @@ pub struct TokenSpec {
     pub audience: String,
     /// `exp - iat`.
     pub lifetime: Duration,
-}
-
-/// Checks JWT signatures made by one key: the algorithm, the key id and the public key bytes.
-///
-/// The bytes are those ring's `UnparsedPublicKey` takes: a DER `RSAPublicKey` for RS256, or an
-/// uncompressed SEC1 point for ES256.
-#[derive(Clone)]
-pub struct Verifier {
-    alg: Alg,
-    kid: String,
-    public_key: Arc<[u8]>,
-}
-
-/// The identity that a verified, currently valid token names.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Identity {
-    pub(crate) iss: String,
-    pub(crate) sub: String,
 }
 
 // === impl Alg ===
@@ -235,11 +223,7 @@ impl Issuer {
             SigningKey::Rsa(pair) => pair.public_key().as_ref().into(),
             SigningKey::Ec(pair) => pair.public_key().as_ref().into(),
         };
-        Verifier {
-            alg: self.alg(),
-            kid: self.kid.clone(),
-            public_key,
-        }
+        Verifier::from_public_key(self.alg(), &self.kid, &public_key)
     }
 
     fn random_uuid(&self) -> Result<String, StandInError> {
@@ -276,148 +260,9 @@ impl Default for TokenSpec {
     }
 }
 
-// === impl Verifier ===
-
-impl Verifier {
-    /// A verifier for a public key from elsewhere (see the type docs for the byte format).
-    pub fn from_public_key(alg: Alg, kid: &str, public_key: &[u8]) -> Self {
-        Self {
-            alg,
-            kid: kid.to_owned(),
-            public_key: public_key.into(),
-        }
-    }
-
-    /// The algorithm that this verifier accepts.
-    pub fn alg(&self) -> Alg {
-        self.alg
-    }
-
-    /// The key id (informational: the signature alone decides).
-    pub fn kid(&self) -> &str {
-        &self.kid
-    }
-
-    /// The public key as a JSON Web Key (`kty` `EC`, `crv` `P-256`), for a
-    /// key set to serve; `None` for RS256 keys.
-    pub fn jwk(&self) -> Option<Value> {
-        let point = &*self.public_key;
-        if self.alg != Alg::Es256 || point.len() != 65 || point[0] != 4 {
-            return None;
-        }
-        Some(json!({
-            "kty": "EC",
-            "crv": "P-256",
-            "alg": "ES256",
-            "use": "sig",
-            "kid": self.kid,
-            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
-            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
-        }))
-    }
-
-    /// Checks the header's `alg` (so `none` and other algorithms fail) and the signature, then
-    /// returns the claims object. It does **not** check `exp`, `nbf` or `aud`; the stand-in
-    /// server does that itself. Errors never contain any part of the token.
-    pub fn verify(&self, jwt: &str) -> Result<Value, StandInError> {
-        let mut parts = jwt.split('.');
-        let (Some(h), Some(p), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(StandInError::Malformed("not three dot-separated parts"));
-        };
-        let header =
-            decode_json(h).ok_or(StandInError::Malformed("header is not base64url JSON"))?;
-        if header.get("alg").and_then(Value::as_str) != Some(self.alg.as_str()) {
-            return Err(StandInError::Algorithm);
-        }
-        let sig = URL_SAFE_NO_PAD
-            .decode(s)
-            .map_err(|_| StandInError::Malformed("signature is not base64url"))?;
-        let alg: &dyn signature::VerificationAlgorithm = match self.alg {
-            Alg::Rs256 => &signature::RSA_PKCS1_2048_8192_SHA256,
-            Alg::Es256 => &signature::ECDSA_P256_SHA256_FIXED,
-        };
-        // The signing input is the first two parts exactly as sent, dot included.
-        let signed = &jwt[..h.len() + 1 + p.len()];
-        UnparsedPublicKey::new(alg, &*self.public_key)
-            .verify(signed.as_bytes(), &sig)
-            .map_err(|_| StandInError::Signature)?;
-        match decode_json(p) {
-            Some(claims) if claims.is_object() => Ok(claims),
-            _ => Err(StandInError::Malformed(
-                "payload is not a base64url JSON object",
-            )),
-        }
-    }
-}
-
-impl fmt::Debug for Verifier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Verifier")
-            .field("alg", &self.alg)
-            .field("kid", &self.kid)
-            .field("public_key_len", &self.public_key.len())
-            .finish()
-    }
-}
-
-/// Checks the time and audience claims of a verified token: `exp` (required) must be after `now`,
-/// `nbf` (if present) not after `now`, `aud` (string or array) must contain `audience` when that is
-/// set, and `iss` and `sub` must be strings.
-pub(crate) fn check_claims(
-    claims: &Value,
-    now: SystemTime,
-    audience: Option<&str>,
-) -> Result<Identity, StandInError> {
-    let now = now
-        .duration_since(UNIX_EPOCH)
-        .map_err(|_| StandInError::TimeBeforeEpoch)?
-        .as_secs_f64();
-    let exp = claims.get("exp").and_then(Value::as_f64);
-    match exp {
-        None => return Err(StandInError::MissingClaim("exp")),
-        Some(exp) if exp <= now => return Err(StandInError::Expired),
-        Some(_) => {}
-    }
-    if claims
-        .get("nbf")
-        .and_then(Value::as_f64)
-        .is_some_and(|nbf| nbf > now)
-    {
-        return Err(StandInError::NotYetValid);
-    }
-    if let Some(want) = audience {
-        let ok = match claims.get("aud") {
-            Some(Value::String(aud)) => aud == want,
-            Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(want)),
-            _ => false,
-        };
-        if !ok {
-            return Err(StandInError::Audience);
-        }
-    }
-    let string = |name: &'static str| {
-        claims
-            .get(name)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or(StandInError::MissingClaim(name))
-    };
-    Ok(Identity {
-        iss: string("iss")?,
-        sub: string("sub")?,
-    })
-}
-
 fn encode_json(v: &Value) -> Result<String, StandInError> {
     let bytes = serde_json::to_vec(v).map_err(StandInError::Encode)?;
     Ok(URL_SAFE_NO_PAD.encode(bytes))
-}
-
-fn decode_json(part: &str) -> Option<Value> {
-    let bytes = URL_SAFE_NO_PAD.decode(part).ok()?;
-    serde_json::from_slice(&bytes).ok()
 }
 
 /// A UUID-shaped id derived from `parts`, so that one pod or service account keeps one uid.
@@ -444,184 +289,4 @@ fn format_uuid(mut b: [u8; 16]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const RSA_PK8: &[u8] = include_bytes!("../fixtures/rs256-test-key.pk8");
-
-    fn spec() -> TokenSpec {
-        TokenSpec::default()
-    }
-
-    fn rsa() -> Issuer {
-        Issuer::from_rsa_pkcs8_der("rsa-test", RSA_PK8).expect("fixture key parses")
-    }
-
-    fn ec() -> Issuer {
-        Issuer::generate_es256("ec-test").expect("P-256 key generation works")
-    }
-
-    /// Replaces the payload part with `claims`, keeping the header and the old signature.
-    fn with_payload(jwt: &str, claims: &Value) -> String {
-        let parts: Vec<&str> = jwt.split('.').collect();
-        let p = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap());
-        format!("{}.{}.{}", parts[0], p, parts[2])
-    }
-
-    fn round_trip(issuer: &Issuer, alg: &str) {
-        let now = SystemTime::now();
-        let jwt = issuer.service_account_token(&spec(), now).unwrap();
-        let header = decode_json(jwt.split('.').next().unwrap()).unwrap();
-        assert_eq!(
-            header,
-            json!({"alg": alg, "kid": issuer.kid(), "typ": "JWT"})
-        );
-        let claims = issuer.verifier().verify(&jwt).unwrap();
-        assert_eq!(claims["sub"], "system:serviceaccount:default:app");
-        assert_eq!(claims["aud"], json!(["https://coreweave.com/iam"]));
-        assert_eq!(claims["iat"], claims["nbf"]);
-        let lifetime = claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap();
-        assert_eq!(lifetime, 3600);
-        assert_eq!(claims["kubernetes.io"]["namespace"], "default");
-        assert_eq!(claims["kubernetes.io"]["serviceaccount"]["name"], "app");
-        assert!(claims["kubernetes.io"]["pod"]["uid"].is_string());
-        let id = check_claims(&claims, now, Some("https://coreweave.com/iam")).unwrap();
-        assert_eq!(id.iss, "https://oidc.standin.invalid/cluster");
-        // A fresh jti every time: two mints in the same second differ.
-        let again = issuer.service_account_token(&spec(), now).unwrap();
-        assert_ne!(jwt, again);
-    }
-
-    #[test]
-    fn rs256_round_trip() {
-        round_trip(&rsa(), "RS256");
-    }
-
-    #[test]
-    fn es256_round_trip() {
-        round_trip(&ec(), "ES256");
-    }
-
-    #[test]
-    fn tampered_payload_fails() {
-        for issuer in [rsa(), ec()] {
-            let jwt = issuer
-                .service_account_token(&spec(), SystemTime::now())
-                .unwrap();
-            let mut claims = issuer.verifier().verify(&jwt).unwrap();
-            claims["sub"] = json!("system:serviceaccount:kube-system:admin");
-            let forged = with_payload(&jwt, &claims);
-            assert!(matches!(
-                issuer.verifier().verify(&forged),
-                Err(StandInError::Signature)
-            ));
-        }
-    }
-
-    #[test]
-    fn wrong_key_fails() {
-        let jwt = ec()
-            .service_account_token(&spec(), SystemTime::now())
-            .unwrap();
-        assert!(matches!(
-            ec().verifier().verify(&jwt),
-            Err(StandInError::Signature)
-        ));
-        // An RS256 verifier refuses an ES256 token on the header alone.
-        assert!(matches!(
-            rsa().verifier().verify(&jwt),
-            Err(StandInError::Algorithm)
-        ));
-    }
-
-    #[test]
-    fn alg_none_fails() {
-        let issuer = rsa();
-        let jwt = issuer
-            .service_account_token(&spec(), SystemTime::now())
-            .unwrap();
-        let payload = jwt.split('.').nth(1).unwrap();
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
-        for forged in [
-            format!("{header}.{payload}."),
-            format!("{header}.{payload}"),
-        ] {
-            assert!(issuer.verifier().verify(&forged).is_err());
-        }
-    }
-
-    #[test]
-    fn malformed_tokens_fail_without_echo() {
-        let v = ec().verifier();
-        for bad in ["", "a.b", "a.b.c.d", "!!.!!.!!", "Bearer x.y.z"] {
-            let err = v.verify(bad).unwrap_err();
-            assert!(
-                matches!(err, StandInError::Malformed(_)),
-                "{bad:?}: {err:?}"
-            );
-        }
-        let err = v
-            .verify("eyJzZWNyZXQiOiJ4In0.eyJ9.c2lnbmF0dXJl")
-            .unwrap_err();
-        assert!(!err.to_string().contains("eyJ"));
-    }
-
-    #[test]
-    fn check_claims_times_and_audience() {
-        let issuer = ec();
-        let now = SystemTime::now();
-        let claims = issuer
-            .verifier()
-            .verify(&issuer.service_account_token(&spec(), now).unwrap())
-            .unwrap();
-        assert!(check_claims(&claims, now, None).is_ok());
-        let later = now + Duration::from_secs(3601);
-        assert!(matches!(
-            check_claims(&claims, later, None),
-            Err(StandInError::Expired)
-        ));
-        let earlier = now - Duration::from_secs(5);
-        assert!(matches!(
-            check_claims(&claims, earlier, None),
-            Err(StandInError::NotYetValid)
-        ));
-        assert!(matches!(
-            check_claims(&claims, now, Some("sts.amazonaws.com")),
-            Err(StandInError::Audience)
-        ));
-        let mut single = claims.clone();
-        single["aud"] = json!("sts.amazonaws.com");
-        assert!(check_claims(&single, now, Some("sts.amazonaws.com")).is_ok());
-        let mut no_exp = claims;
-        no_exp.as_object_mut().unwrap().remove("exp");
-        assert!(matches!(
-            check_claims(&no_exp, now, None),
-            Err(StandInError::MissingClaim("exp"))
-        ));
-    }
-
-    #[test]
-    fn mint_rejects_non_object_claims() {
-        assert!(matches!(
-            ec().mint(&json!([1])),
-            Err(StandInError::ClaimsNotObject)
-        ));
-    }
-
-    #[test]
-    fn issuer_debug_has_no_key_material() {
-        for issuer in [rsa(), ec()] {
-            let dbg = format!("{issuer:?} {:?}", issuer.verifier());
-            assert!(dbg.contains(issuer.kid()), "{dbg}");
-            assert!(!dbg.contains("Arc") && !dbg.contains("["), "{dbg}");
-        }
-    }
-
-    #[test]
-    fn uuid_shape() {
-        let u = format_uuid([0xff; 16]);
-        assert_eq!(u, "ffffffff-ffff-4fff-bfff-ffffffffffff");
-        assert_eq!(stable_uuid(&["a", "b"]), stable_uuid(&["a", "b"]));
-        assert_ne!(stable_uuid(&["a", "b"]), stable_uuid(&["ab"]));
-    }
-}
+mod tests;
