@@ -224,14 +224,14 @@ class StandIn:
 
 
 class S3Server:
-    def __init__(self, rig, name, access_key, secret_key):
+    def __init__(self, rig, name, access_key, secret_key, root=None):
         self.rig = rig
         self.port = free_port()
         self.access_key = access_key
         self.proc = rig.procs.start(
             name,
             [rig.args.s3s_fs, "--host", "127.0.0.1", "--port", str(self.port),
-             "--access-key", access_key, "--secret-key", secret_key, rig.s3_data],
+             "--access-key", access_key, "--secret-key", secret_key, root or rig.s3_data],
             stdout=open(os.path.join(rig.work, f"{name}.log"), "w"), stderr=subprocess.STDOUT,
         )
         wait_for(lambda: self.proc.poll() is not None or port_open(self.port), 30, f"{name} listening")
@@ -263,7 +263,8 @@ class Proxy:
         out = []
         with open(self.log_path) as f:
             for line in f:
-                if line.strip():
+                # The proxy may be writing the last line right now: only whole lines count.
+                if line.strip() and line.endswith("\n"):
                     e = json.loads(line)
                     if bucket is None or e["bucket"] == bucket:
                         out.append(e)
@@ -1205,7 +1206,17 @@ class Rig:
         # SignatureDoesNotMatch. (s3s-fs answers an unknown access key id with 403 NotSignedUp.)
         new_sk = "interop-secret-revoked-" + secrets.token_hex(8)
         ak = self.keys[0]
-        s3_new = S3Server(self, "s3s-fs-revoked", ak, new_sk)
+        # The new s3s-fs gets a root of its own holding the same buckets (links to the old root's
+        # bucket directories): s3s-fs keeps its temporary files in its root, numbered from 0, and
+        # deletes every such file it finds when it starts, so two servers on one root cut off each
+        # other's writes in flight (a CompleteMultipartUpload failed with INTERNAL_FAILURE that way).
+        revoked_root = os.path.join(self.work, "s3-data-revoked")
+        os.makedirs(revoked_root, exist_ok=True)
+        for entry in os.scandir(self.s3_data):
+            if entry.is_dir(follow_symlinks=False) and not os.path.lexists(os.path.join(revoked_root, entry.name)):
+                os.symlink(entry.path, os.path.join(revoked_root, entry.name))
+        s3_new = S3Server(self, "s3s-fs-revoked", ak, new_sk, root=revoked_root)
+        self.s3_data = revoked_root  # buckets made from now on are the new server's
         t_revoke = time.time()  # from here on the old secret is refused
         self.proxy.set_upstream(s3_new.addr)
         # The old s3s-fs gets no new requests; it is stopped after the phase, so that no request
@@ -1264,7 +1275,8 @@ class Rig:
                 # one, from the new secret. A phase that crosses midnight checks that instead.
                 midnight = (int(settled) // 86400 + 1) * 86400
                 after = [e for e in ev if e[0] > settled and e[4] < midnight]
-                stuck = after and all(not e[2] and (e[3] or {}).get("code") == "SignatureDoesNotMatch" for e in after)
+                # A 403 whose body the SDK could not read (code "403") is the same rejection.
+                stuck = after and all(not e[2] and (e[3] or {}).get("code") in REVOKE_CODES for e in after)
                 next_day = [e for e in ev if e[0] > midnight + 2]
                 if next_day and len(after) < 3:
                     R.check("revocation", name, f"known SDK limitation ({sticky[name]}): rejected until the UTC "
