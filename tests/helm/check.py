@@ -234,16 +234,9 @@ def validate_check(report, rendered, venv_bin):
     report.section("validate (kubernetes-validate --strict)")
     tool = venv_bin / "kubernetes-validate"
     for (ci, v), (path, docs) in rendered.items():
-        p = run([tool, "--strict", "-k", v, path])
-        lines = p.stdout.splitlines() + p.stderr.splitlines()
-        bad = [ln for ln in lines if ln.startswith(("ERROR", "FATAL"))]
-        crd = [d for d in docs if d["apiVersion"].split("/")[0] in CRD_GROUPS]
-        warns = [ln for ln in lines if ln.startswith("WARN")]
-        unexplained = [w for w in warns if not any(f"kind {d['kind']} " in w for d in crd)]
-        passed = sum(1 for ln in lines if ln.startswith("INFO") and "passed" in ln)
-        ok = p.returncode == 0 and not bad and not unexplained and passed + len(crd) == len(docs)
-        note = f"{passed} objects" + (f"; {len(crd)} custom resources checked under crd" if crd else "")
-        report.check(f"{ci}: Kubernetes {v} ({note})", ok, bad + unexplained)
+        ok, passed, crd, problems = mc.kubernetes_validate(tool, v, path, docs)
+        note = f"{passed} objects" + (f"; {crd} custom resources checked under crd" if crd else "")
+        report.check(f"{ci}: Kubernetes {v} ({note})", ok, problems)
 
 
 def crd_check(report, rendered, tools, work):
