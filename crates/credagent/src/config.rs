@@ -49,4 +49,6 @@ pub use self::upstream::{
     check_fetch_url, is_loopback_host, refresh_policy, upstream_config, valid_org_id, valid_region,
     OutboundConfig, UpstreamConfig, COREWEAVE_EXCHANGE_BASE, ORG_ID_RULE, REGION_RULE,
 };
+#[cfg(test)]
+pub(crate) use self::webhook::tests::config as webhook_config_from_flags;
 pub use self::webhook::{InjectSettings, InjectUpstream, WebhookConfig};

@@ -217,11 +217,13 @@ fn inject_settings(args: &WebhookArgs) -> Result<InjectSettings, ConfigError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use clap::Parser as _;
 
-    fn config(flags: &[&str]) -> Result<WebhookConfig, ConfigError> {
+    /// `credagent webhook --sidecar-image credagent:1 --org-id org FLAGS...`,
+    /// parsed and checked (also the webhook's settings tests' input).
+    pub(crate) fn config(flags: &[&str]) -> Result<WebhookConfig, ConfigError> {
         let mut argv = vec![
             "credagent",
             "webhook",

@@ -75,23 +75,9 @@ fn flag_of(field: &'static str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser as _;
 
     fn build(flags: &[&str]) -> Result<InjectConfig, ConfigError> {
-        let mut argv = vec![
-            "credagent",
-            "webhook",
-            "--sidecar-image",
-            "credagent:1",
-            "--org-id",
-            "org",
-        ];
-        argv.extend_from_slice(flags);
-        let args = match crate::cli::Cli::try_parse_from(argv).unwrap().command {
-            crate::cli::Command::Webhook(args) => args,
-            _ => unreachable!(),
-        };
-        inject_config(&crate::config::WebhookConfig::from_args(&args)?.inject)
+        inject_config(&crate::config::webhook_config_from_flags(flags)?.inject)
     }
 
     #[test]

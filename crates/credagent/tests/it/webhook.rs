@@ -91,6 +91,21 @@ impl WebhookRig {
         }
     }
 
+    /// A webhook with CoreWeave compatibility, reading ServiceAccounts through `kube`.
+    pub async fn compat(kube: credagent::webhook::kube::KubeConfig) -> Self {
+        Self::start(
+            &[
+                "--sidecar-image",
+                "credagent:test",
+                "--org-id",
+                "org",
+                "--coreweave-compat",
+            ],
+            Some(kube),
+        )
+        .await
+    }
+
     pub fn scrape(&self) -> String {
         String::from_utf8(self.webhook.metrics.encode()).unwrap()
     }

@@ -263,17 +263,7 @@ async fn compat_mode_follows_the_service_accounts() {
         sa_dir.path(),
     )
     .unwrap();
-    let rig = WebhookRig::start(
-        &[
-            "--sidecar-image",
-            "credagent:test",
-            "--org-id",
-            "org",
-            "--coreweave-compat",
-        ],
-        Some(kube),
-    )
-    .await;
+    let rig = WebhookRig::compat(kube).await;
 
     // Not ready until the ServiceAccounts are listed.
     let readyz = || async {

@@ -89,17 +89,7 @@ async fn with_compat_on_the_namespace_entry_needs_no_service_account() {
         sa_dir.path(),
     )
     .unwrap();
-    let rig = WebhookRig::start(
-        &[
-            "--sidecar-image",
-            "credagent:test",
-            "--org-id",
-            "org",
-            "--coreweave-compat",
-        ],
-        Some(kube),
-    )
-    .await;
+    let rig = WebhookRig::compat(kube).await;
     let mut c = rig.client().await;
     let plain = fixture("not-opted-in.json");
 
