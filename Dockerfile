@@ -29,7 +29,7 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && rustup target add "$(uname -m)-unknown-linux-musl"
 
-WORKDIR /src
+WORKDIR /build
 
 # The product crate is built with --no-default-features: no `demo` feature, so
 # neither `credagent demo` nor the test kit (the stand-in upstream, kubelet's
@@ -38,24 +38,24 @@ WORKDIR /src
 #
 # Dependencies first, in a layer of their own that survives source edits: build
 # the locked dependency graph against an empty crate, then drop the stub. Only
-# the workspace manifest, the lock, both crates' manifests and the product's
-# src/ are in the context (.dockerignore); scripts/check-manifests.sh loads
-# exactly this context with `cargo fetch --locked`.
+# the root manifest (the product and the workspace), the lock, the test kit's
+# manifest and the product's src/ are in the context (.dockerignore);
+# scripts/check-manifests.sh loads exactly this context with `cargo fetch
+# --locked`.
 COPY Cargo.toml Cargo.lock ./
-COPY crates/credagent/Cargo.toml crates/credagent/
 COPY crates/testkit/Cargo.toml crates/testkit/
-RUN mkdir crates/credagent/src \
-    && echo 'fn main() {}' > crates/credagent/src/main.rs \
-    && touch crates/credagent/src/lib.rs \
+RUN mkdir src \
+    && echo 'fn main() {}' > src/main.rs \
+    && touch src/lib.rs \
     && cargo build --release --locked -p credagent --no-default-features \
        --target "$(uname -m)-unknown-linux-musl" \
-    && rm -rf crates/credagent/src
+    && rm -rf src
 
 # The crate itself. `touch` makes cargo rebuild it even where the copied files
 # carry older timestamps than the stub. The binary must run here (static, so
 # no loader is needed) before it is handed to the runtime stage.
-COPY crates/credagent/src crates/credagent/src
-RUN touch crates/credagent/src/main.rs crates/credagent/src/lib.rs \
+COPY src src
+RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked -p credagent --no-default-features \
        --target "$(uname -m)-unknown-linux-musl" \
     && install -D -m 0755 "target/$(uname -m)-unknown-linux-musl/release/credagent" /out/credagent \

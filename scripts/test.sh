@@ -24,7 +24,7 @@ fi
 
 step "python venv for the botocore client tests"
 VENV=target/test-venv
-REQ=crates/credagent/tests/requirements.txt
+REQ=tests/requirements.txt
 if [ ! -f "$VENV/.installed" ] || ! cmp -s "$REQ" "$VENV/.installed"; then
   rm -rf "$VENV"
   if ! python3 -m venv "$VENV"; then

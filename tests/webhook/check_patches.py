@@ -5,7 +5,7 @@ Run by tests/webhook/run.sh, which installs requirements.txt and builds the two 
 
     check_patches.py --admission target/debug/examples/admission --credagent target/debug/credagent
 
-For every case of crates/credagent/tests/fixtures/admission/cases.json: the response (from the Rust code,
+For every case of tests/fixtures/admission/cases.json: the response (from the Rust code,
 through the `admission` example) echoes the request and carries the expected decision; the
 patch applies with `jsonpatch` (an RFC 6902 implementation independent of the Rust code); the
 patched Pod validates with `kubernetes-validate --strict` against Kubernetes 1.29 (the first
@@ -35,7 +35,7 @@ from kubernetes_validate.utils import latest_version
 from kube import default_pod, review
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "crates" / "credagent" / "tests" / "fixtures" / "admission"
+FIXTURES = ROOT / "tests" / "fixtures" / "admission"
 
 # The contract, restated.
 TOKEN_DIR = "/var/run/secrets/credagent"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes crates/credagent/tests/fixtures/admission/*.json: the AdmissionReview fixtures and cases.json.
+"""Writes tests/fixtures/admission/*.json: the AdmissionReview fixtures and cases.json.
 
     tests/webhook/make_fixtures.py [--admission BIN]
 
@@ -26,7 +26,7 @@ from pathlib import Path
 from kube import api_access_mount, api_access_volume, container, default_pod, pod_spec, review
 
 ROOT = Path(__file__).resolve().parents[2]
-OUT = ROOT / "crates" / "credagent" / "tests" / "fixtures" / "admission"
+OUT = ROOT / "tests" / "fixtures" / "admission"
 
 BASE_CONFIG = {"image": "ghcr.io/example/credagent:0.1.0", "upstream": {"org_id": "cw-org-1234"}}
 LOTA = {"region": "US-EAST-04A", "s3_endpoint": "http://cwlota.com"}

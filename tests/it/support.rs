@@ -328,7 +328,7 @@ pub fn python() -> PathBuf {
     static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one_at_a_time = CREATING.lock().unwrap_or_else(|e| e.into_inner());
     // The workspace's target directory, where scripts/test.sh makes it too.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let venv = root.join("target/test-venv");
     let py = venv.join("bin/python");
     let ready = venv.join(".installed");

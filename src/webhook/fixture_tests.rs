@@ -1,4 +1,4 @@
-//! The AdmissionReview fixtures of `crates/credagent/tests/fixtures/admission/` (see
+//! The AdmissionReview fixtures of `tests/fixtures/admission/` (see
 //! `cases.json` there and `tests/webhook/make_fixtures.py`), through the
 //! whole core: parse, the ServiceAccount question, admit, respond; then the
 //! patch applied, the shape checked, a second pass, the sidecar's arguments
