@@ -23,27 +23,38 @@
 //!
 //! # Layout
 //!
-//! The stages, in data-flow order; each depends only on those before it
-//! (a test checks that no two modules import each other):
+//! The modules in dependency order, lowest first: each imports only
+//! modules of the layers before its own (`tests/it/layering.rs` checks this
+//! order against the sources, and that no two files import each other).
 //!
-//! - [`secret`], [`clock`]: the redacted secret type, the injected wall clock.
-//! - [`cli`] → [`config`]: the clap surface, and the typed configuration every
-//!   stage consumes, validated before anything is bound.
-//! - [`credentials`]: the credentials type; [`wire`]: every format it is
-//!   served in (ECS, IMDS, `credential_process`, the credentials file, the
-//!   `Expiration` form).
-//! - [`token`]: the projected token: watch, read, claims, and node mode's
-//!   local verification.
-//! - [`outbound`]: the one HTTP(S) client; [`exchange`]: the upstream call
-//!   and its classified errors.
-//! - [`refresh`]: the one refresh engine (pure schedule, backoff with
-//!   `Retry-After`, metrics) and the sidecar's refresher task.
-//! - [`store`]: one identity's current snapshot, one writer, lock-free readers.
-//! - [`server`]: listeners, routes, caller auth, connection bounds.
-//! - [`metrics`]: one struct per subsystem, registered per mode.
-//! - [`sidecar`], [`node`]: the two modes, wired; [`surfaces`]: IMDS and the
-//!   credentials file; [`ops`]: the one-shot operator commands.
-//! - `demo` (feature `demo`): `credagent demo` on the test kit's stand-in.
+//! 1. `secret`, `clock`, `shutdown`, `atomic_file`, `dirwatch`: the
+//!    foundations: the redacted secret type, the injected wall clock,
+//!    SIGTERM, atomic file replacement, the directory watch (token,
+//!    certificates, credential-process directory).
+//! 2. `cli`: the clap surface of every subcommand.
+//! 3. `config`: the typed configuration every stage consumes, validated
+//!    before anything is bound.
+//! 4. `credentials`: the credentials type.
+//! 5. `wire`: every format credentials are served in (ECS, IMDS,
+//!    `credential_process`, the credentials file, `Expiration`).
+//! 6. `outbound`: the one HTTP(S) client (proxy, roots, timeouts).
+//! 7. `exchange`: the upstream call and its classified errors.
+//! 8. `metrics`: one struct per subsystem, registered per mode; every
+//!    series the product exports is named here.
+//! 9. `token`: the projected token: watch, read, claims.
+//! 10. `store`: one identity's current snapshot, one writer, lock-free
+//!     readers.
+//! 11. `refresh`: the one refresh engine (pure schedule, backoff with
+//!     `Retry-After`) and the sidecar's refresher task.
+//! 12. `server`: listeners, routes, caller auth, connection bounds.
+//! 13. `surfaces`: IMDS, the credentials file, the credential-process
+//!     directory.
+//! 14. `sidecar`, `node`, `webhook`, `ops`: the modes, wired (node mode
+//!     with its local token verification, the webhook with its mutator,
+//!     server and CoreWeave compatibility), and the one-shot operator
+//!     commands.
+//! 15. `demo`: `credagent demo` on the test kit's stand-in (feature
+//!     `demo`).
 //!
 //! The test kit (stand-in upstream, kubelet's writer, JWT issuer) is the
 //! separate crate `credagent-testkit`; the image's binary, built without
@@ -59,6 +70,7 @@ pub mod config;
 pub mod credentials;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod dirwatch;
 pub mod exchange;
 pub mod metrics;
 pub mod node;

@@ -19,6 +19,9 @@
 //! - `fill`: the task per identity, on the shared refresh engine.
 //! - `fair`, `sources`: upstream slots shared between source addresses,
 //!   and per-address miss budgets.
+//! - `verify`: local verification of Pods' tokens against their issuer's
+//!   keys (`--issuer`, `--jwks-url`); only node mode takes tokens from
+//!   callers, so only it verifies them.
 //! - `health`: `/readyz`; `link`: `setup-link`.
 
 mod agent;
@@ -31,6 +34,7 @@ pub mod link;
 pub mod resolve;
 pub mod routes;
 mod sources;
+pub mod verify;
 
 pub use self::agent::{Node, NodeOptions, Service, StartError};
 pub use self::fair::{FairSlots, Requester};

@@ -19,15 +19,13 @@
 //!
 //! - `source`: the task ([`spawn`]) and its configuration.
 //! - `read`: one validated read of the file, [`Token`], [`read_token`].
-//! - `watch`: the notify watch on the directory.
+//! - the notify watch on the directory is [`crate::dirwatch`].
 //! - `jwt`: shape checks and claims; `mountinfo`: the `subPath` check.
 
 pub mod jwt;
 pub mod mountinfo;
 mod read;
 mod source;
-pub mod verify;
-pub(crate) mod watch;
 
 pub use self::jwt::{Claims, JwtError, MAX_TOKEN_BYTES};
 pub use self::mountinfo::is_subpath_mount;

@@ -1,112 +1,32 @@
-//! The admission webhook's pure core: an AdmissionReview in, a JSON Patch
-//! that injects credagent (or a reason not to) out.
+//! The admission webhook (`credagent webhook`): injects credagent into the
+//! Pods that opt in. Three jobs, one folder each, depending one way
+//! (`mutate` ← `compat` ← `serve`):
 //!
-//! No I/O, no clock: the HTTPS server around it reads the body, looks up a
-//! ServiceAccount when asked to, and writes the answer:
+//! - [`mutate`]: the pure core. An AdmissionReview in, a JSON Patch (or a
+//!   reason not to inject) out; no I/O, no clock. Everything about *what*
+//!   is injected lives here, tested with fixtures.
+//! - [`compat`]: CoreWeave compatibility (`--coreweave-compat`): a minimal
+//!   in-cluster Kubernetes client and the watched ServiceAccount cache that
+//!   answers "does this Pod's ServiceAccount opt in?".
+//! - [`serve`]: `POST /mutate` over HTTPS, bounded in body size and time,
+//!   the serving certificate reloaded from its files, the wiring
+//!   ([`Webhook`]).
 //!
-//! ```text
-//! let req = webhook::parse(&body)?;                               // Err → HTTP 400
-//! let sa = webhook::service_account_to_look_up(&req, &config);   // Some → GET it
-//! let decision = webhook::admit(&req, sa_annotations, &config);
-//! metrics.inc(decision.label());
-//! let answer = webhook::respond(&req, &decision).to_bytes();     // HTTP 200
-//! ```
-//!
-//! # What is injected
-//!
-//! Into a Pod created with `credagent.io/inject: "true"` (label or
-//! annotation; `"false"` on either always wins), or whose ServiceAccount has
-//! `caios.coreweave.com/inject: "true"` when `coreweave_compat` is on:
-//!
-//! - **sidecar mode** (default): the native sidecar `credagent` as the first
-//!   init container (`restartPolicy: Always`, startupProbe on `/readyz`,
-//!   livenessProbe on `/healthz`, no readinessProbe), the projected token
-//!   volume `credagent-token`, the in-memory volume `credagent-auth`; and in
-//!   every other container (app and init) `AWS_CONTAINER_CREDENTIALS_FULL_URI`
-//!   (`http://127.0.0.1:8181/v1/credentials`),
-//!   `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` and a read-only mount of
-//!   `credagent-auth`, plus the configured region and S3 endpoint;
-//! - **node mode** (`credagent.io/mode: node`): no sidecar; the token volume
-//!   mounted read-only into each container, whose env points at the node
-//!   agent with the Pod's own token.
-//!
-//! Marker annotations `credagent.io/status: injected` and
-//! `credagent.io/injected-mode`, and (sidecar mode) the label
-//! `credagent/mode: sidecar` that the shipped PodMonitor scrapes.
-//!
-//! # Never clobber
-//!
-//! Every item has a fixed name and is added only if absent, one patch
-//! operation per item on the raw JSON, so a second pass adds nothing and no
-//! field of anything else is lost. A container that already has its own AWS
-//! credentials (keys, web identity, a profile, a container-credentials URI)
-//! is left as it is, with a warning; region and endpoint variables are added
-//! only where none is set. A `hostNetwork` Pod gets no sidecar (node mode
-//! works there). An annotation value that cannot be honoured refuses the Pod
-//! with a message naming it.
-//!
-//! # Layout
-//!
-//! - [`review`] reads the request, [`response`] writes the answer.
-//! - [`admit`](mod@admit) ties them to [`inject`], the decision.
-//! - [`annotations`] reads the opt-in and the per-Pod settings, with
-//!   [`quantity`] for resource values; [`config`] is the webhook's own
-//!   configuration.
-//! - [`pod`] views the raw Pod, [`plan`] decides per container, [`items`]
-//!   builds what is added, [`patch`] builds the operations, [`names`] holds
-//!   every fixed name and path.
-//!
-//! # Around the core (`credagent webhook`)
-//!
-//! - [`service`]: [`Webhook`], the wiring; [`settings`]: the flags to an
-//!   [`InjectConfig`].
-//! - [`server`]: `POST /mutate` over HTTPS, bounded in body size and time.
-//! - [`tls`]: the serving certificate, reloaded when its files change
-//!   ([`x509`] reads its expiry).
-//! - [`kube`]: a minimal in-cluster API client ([`kube_wire`]: what it
-//!   reads); [`sa_cache`]: the watched ServiceAccount cache of CoreWeave
-//!   compatibility.
+//! Its metrics stay in [`crate::metrics`] with every other subsystem's, so
+//! one module lists every series the product exports (the chart's rules
+//! and dashboard are checked against it); its flags are parsed by
+//! [`crate::cli`] with the other subcommands.
 
-pub mod admit;
-pub mod annotations;
-pub mod config;
-pub mod inject;
-pub mod items;
-pub mod kube;
-pub mod kube_wire;
-pub mod names;
-pub mod patch;
-pub mod plan;
-pub mod pod;
-pub mod quantity;
-pub mod response;
-pub mod review;
-pub mod sa_cache;
-pub mod server;
-pub mod service;
-pub mod settings;
-pub mod tls;
-pub mod x509;
+pub mod compat;
+pub mod mutate;
+pub mod serve;
 
-#[cfg(test)]
-mod annotations_tests;
-#[cfg(test)]
-mod config_tests;
-#[cfg(test)]
-mod decide_tests;
-#[cfg(test)]
-mod fixture_tests;
-#[cfg(test)]
-mod proxy_tests;
-
-pub use self::admit::{admit, respond, service_account_to_look_up, ServiceAccountRef};
-pub use self::annotations::{AnnotationError, Entry, Mode};
-pub use self::config::{InjectConfig, InjectConfigError, PullPolicy, Resources, Upstream};
-pub use self::inject::{decide, Decision, SkipReason};
-pub use self::patch::Op;
-pub use self::response::Response;
-pub use self::review::{parse, Operation, Request, ReviewError};
-pub use self::server::{MutateRoutes, MUTATE_NAMESPACE_PATH, MUTATE_PATH};
-pub use self::service::{StartError, Webhook, WebhookOptions, KEEP_ALIVE_TIMEOUT};
-pub use self::settings::inject_config;
-pub use self::tls::{CertError, CertFiles, CertStore};
+pub use self::mutate::{
+    admit, decide, parse, respond, service_account_to_look_up, AnnotationError, Decision, Entry,
+    InjectConfig, InjectConfigError, Mode, Op, Operation, PullPolicy, Request, Resources, Response,
+    ReviewError, ServiceAccountRef, SkipReason, Upstream,
+};
+pub use self::serve::{
+    inject_config, CertError, CertFiles, CertStore, MutateRoutes, StartError, Webhook,
+    WebhookOptions, KEEP_ALIVE_TIMEOUT, MUTATE_NAMESPACE_PATH, MUTATE_PATH,
+};

@@ -22,10 +22,10 @@ use crate::exchange::{Exchange, HttpExchanger};
 use crate::metrics::{
     Metrics, MetricsError, NodeMetrics, RefreshMetrics, ServerMetrics, VerifyMetrics,
 };
+use crate::node::verify::{IssuerConfig, KeyVerifier, Verify};
 use crate::outbound::{BuildError, Outbound};
 use crate::refresh::{Engine, Jitter};
 use crate::server::{self, AdminRoutes, BindError, Gate, Health, Limits};
-use crate::token::verify::{IssuerConfig, KeyVerifier, Verify};
 
 /// Overrides for tests; the defaults are production's.
 #[derive(Default)]

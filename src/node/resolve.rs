@@ -24,8 +24,8 @@ use super::fill::{Filler, Miss, Start};
 use super::identity::{digest, Digest, Who};
 use crate::clock::{unix_seconds, SharedClock};
 use crate::metrics::NodeMetrics;
+use crate::node::verify::{Verdict, Verify};
 use crate::token::jwt;
-use crate::token::verify::{Verdict, Verify};
 
 /// Largest token node mode accepts: a Kubernetes projected token is about
 /// 1-2 KiB; the bound keeps what a hostile Pod can make the agent hold small.

@@ -18,13 +18,16 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::atomic_file;
 use crate::config::ProcessDirConfig;
+use crate::dirwatch::{watch_dir, DirWatch};
 
 /// The copied binary's name in `DIR`.
 pub const BINARY_NAME: &str = "credagent";
@@ -110,16 +113,23 @@ impl ProcessDir {
 
     /// Keeps the files in place until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
-        let kick = std::sync::Arc::new(Notify::new());
-        let on_event = kick.clone();
-        let watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
-            on_event.notify_one();
-        })
-        .and_then(|mut w| w.watch(&self.dir, RecursiveMode::NonRecursive).map(|()| w));
-        if let Err(e) = &watcher {
-            warn!(dir = %self.dir.display(), error = %e, "cannot watch the credential-process directory; checking it every {}s", RECHECK.as_secs());
-        }
+        let kick = Arc::new(Notify::new());
+        let rearm = Arc::new(AtomicBool::new(false));
+        let mut watch: Option<DirWatch> = None;
+        let mut watch_failed_logged = false;
         loop {
+            if watch.is_none() || rearm.swap(false, Ordering::AcqRel) {
+                watch = match watch_dir(&self.dir, &kick, &rearm) {
+                    Ok(w) => Some(w),
+                    Err(e) => {
+                        if !watch_failed_logged {
+                            warn!(dir = %self.dir.display(), error = %e, "cannot watch the credential-process directory; checking it every {}s", RECHECK.as_secs());
+                            watch_failed_logged = true;
+                        }
+                        None
+                    }
+                };
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = kick.notified() => {}

@@ -14,8 +14,8 @@ use tracing::{debug, error, info, warn};
 use super::jwt;
 use super::mountinfo::warn_if_subpath;
 use super::read::{read_with_retry, Token};
-use super::watch::watch_dir;
 use crate::clock::SharedClock;
+use crate::dirwatch::watch_parent;
 use crate::metrics::TokenMetrics;
 use crate::secret::Secret;
 
@@ -105,7 +105,7 @@ impl Source {
         loop {
             if self.config.watch && (dir_watch.is_none() || rearm.swap(false, Ordering::AcqRel)) {
                 dir_watch = None;
-                match watch_dir(&self.config.path, &kick, &rearm) {
+                match watch_parent(&self.config.path, &kick, &rearm) {
                     Ok(w) => {
                         if watch_failed_logged {
                             info!("watching the token directory again");

@@ -1,6 +1,8 @@
-//! The crate's shape, checked from its sources: no two modules import each
-//! other (directly or round a longer circle), and no module grows past
-//! about 400 lines.
+//! The crates' shape, checked from their sources (the product's `src/` and
+//! the test kit's `crates/testkit/src/`): the top-level modules follow the
+//! dependency order their `lib.rs` documents under `# Layout`, no two
+//! modules import each other (directly or round a longer circle), and no
+//! module grows past about 400 lines.
 //!
 //! Every `crate::`, `super::` and `self::` path in code (comments and
 //! strings stripped) is resolved to the deepest module *file* it names; an
@@ -15,17 +17,40 @@ use std::path::{Path, PathBuf};
 /// The longest a source file may be.
 const MAX_LINES: usize = 420;
 
-fn src_dir() -> PathBuf {
+/// The product's sources.
+fn product() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }
 
-/// Every library source file, by module path (`[]` is the crate root).
-fn modules() -> BTreeMap<Vec<String>, PathBuf> {
+/// The test kit's sources.
+fn testkit() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/testkit/src")
+}
+
+/// The crates checked for circles and module size (the test kit joins
+/// once its stand-in's control/service circle is gone).
+fn circle_checked() -> Vec<PathBuf> {
+    vec![product()]
+}
+
+/// Returns true if and only if `stem` names a test-only module (declared
+/// under `#[cfg(test)]`: `tests.rs`, `*_tests.rs`), which is not part of
+/// its parent's dependencies.
+fn test_only(stem: &str) -> bool {
+    stem == "tests" || stem.ends_with("_tests")
+}
+
+/// Every library source file under `src`, by module path (`[]` is the
+/// crate root); binaries (`main.rs`, `bin/`) are crates of their own.
+fn modules(src: &Path) -> BTreeMap<Vec<String>, PathBuf> {
     fn walk(dir: &Path, prefix: &[String], out: &mut BTreeMap<Vec<String>, PathBuf>) {
         for entry in std::fs::read_dir(dir).expect("read src") {
             let path = entry.expect("dir entry").path();
             if path.is_dir() {
                 let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                if prefix.is_empty() && name == "bin" {
+                    continue;
+                }
                 let mut p = prefix.to_vec();
                 p.push(name);
                 walk(&path, &p, out);
@@ -43,7 +68,7 @@ fn modules() -> BTreeMap<Vec<String>, PathBuf> {
         }
     }
     let mut out = BTreeMap::new();
-    walk(&src_dir(), &[], &mut out);
+    walk(src, &[], &mut out);
     out
 }
 
@@ -232,10 +257,14 @@ fn resolve(
     Some(base)
 }
 
-fn edges() -> BTreeMap<Vec<String>, BTreeSet<Vec<String>>> {
-    let modules = modules();
+/// Module → the modules it imports, test-only modules left out.
+fn edges(src: &Path) -> BTreeMap<Vec<String>, BTreeSet<Vec<String>>> {
+    let modules = modules(src);
     let mut graph = BTreeMap::new();
     for (module, file) in &modules {
+        if module.last().is_some_and(|m| test_only(m)) {
+            continue;
+        }
         let code = code_only(&std::fs::read_to_string(file).expect("read source"));
         // Unit tests are not part of the module's dependencies.
         let code = match code.find("#[cfg(test)]\nmod tests") {
@@ -245,7 +274,7 @@ fn edges() -> BTreeMap<Vec<String>, BTreeSet<Vec<String>>> {
         let targets: BTreeSet<Vec<String>> = paths(code)
             .iter()
             .filter_map(|p| resolve(module, p, &modules))
-            .filter(|t| t != module)
+            .filter(|t| t != module && !t.last().is_some_and(|m| test_only(m)))
             .collect();
         graph.insert(module.clone(), targets);
     }
@@ -347,9 +376,123 @@ fn the_checker_sees_imports_and_circles() {
     assert_eq!(circles(&graph), vec![vec!["a", "b", "c"]]);
 }
 
+/// The layers `lib.rs` documents under `# Layout`: each numbered item's
+/// backquoted names before its first `:`, lowest layer first.
+fn documented_layers(src: &Path) -> Vec<Vec<String>> {
+    let lib = std::fs::read_to_string(src.join("lib.rs")).expect("read lib.rs");
+    let mut in_layout = false;
+    let mut layers = Vec::new();
+    for line in lib.lines() {
+        let Some(doc) = line.strip_prefix("//!") else {
+            continue;
+        };
+        let doc = doc.trim();
+        if doc.starts_with('#') {
+            in_layout = doc == "# Layout";
+            continue;
+        }
+        let numbered = doc
+            .split_once(". ")
+            .filter(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        let Some((_, item)) = numbered.filter(|_| in_layout) else {
+            continue;
+        };
+        let head = item.split(':').next().unwrap_or("");
+        let names: Vec<String> = head
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(|n| n.trim_matches(|c| c == '[' || c == ']').to_owned())
+            .collect();
+        layers.push(names);
+    }
+    layers
+}
+
+/// The checks of [`modules_follow_their_documented_order`] for one crate:
+/// every top-level module is documented exactly once, and imports only
+/// from earlier layers.
+fn check_order(src: &Path) -> Vec<String> {
+    let layers = documented_layers(src);
+    let mut layer_of = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (i, names) in layers.iter().enumerate() {
+        for name in names {
+            if layer_of.insert(name.clone(), i).is_some() {
+                problems.push(format!("{name} is listed twice in lib.rs"));
+            }
+        }
+    }
+    let graph = edges(src);
+    let tops: BTreeSet<String> = graph.keys().filter_map(|m| m.first().cloned()).collect();
+    for top in &tops {
+        if !layer_of.contains_key(top) {
+            problems.push(format!("{top} is not in lib.rs's # Layout"));
+        }
+    }
+    for name in layer_of.keys() {
+        if !tops.contains(name) {
+            problems.push(format!("lib.rs lists {name}, which is not a module"));
+        }
+    }
+    for (module, targets) in &graph {
+        let Some(from) = module.first() else { continue };
+        for t in targets {
+            let Some(to) = t.first() else { continue };
+            match (layer_of.get(from), layer_of.get(to)) {
+                (Some(a), Some(b)) if from != to && b >= a => problems.push(format!(
+                    "{} imports {} (layer {} imports layer {}): lib.rs puts {to} after {from}",
+                    module.join("::"),
+                    t.join("::"),
+                    a + 1,
+                    b + 1
+                )),
+                _ => {}
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn the_order_checker_reads_layers_and_finds_upward_imports() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path();
+    std::fs::write(
+        src.join("lib.rs"),
+        "//! # Layout\n//!\n//! 1. `a`, [`b`]: low.\n//! 2. `c`: uses `a`.\n//!\n//! # Other\n//! 3. `x`: not layout\nmod a; mod b; mod c;\n",
+    )
+    .unwrap();
+    std::fs::write(src.join("a.rs"), "use crate::c::X;\n").unwrap();
+    std::fs::write(src.join("b.rs"), "").unwrap();
+    std::fs::write(src.join("c.rs"), "use crate::a::Y; use crate::b::Z;\n").unwrap();
+    std::fs::write(src.join("d.rs"), "").unwrap();
+    assert_eq!(
+        documented_layers(src),
+        vec![vec!["a".to_owned(), "b".to_owned()], vec!["c".to_owned()]]
+    );
+    let problems = check_order(src);
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].contains("d is not in lib.rs"), "{problems:?}");
+    assert!(problems[1].starts_with("a imports c"), "{problems:?}");
+}
+
+#[test]
+fn modules_follow_their_documented_order() {
+    for src in [product(), testkit()] {
+        let problems = check_order(&src);
+        assert!(
+            problems.is_empty(),
+            "{}: the modules and lib.rs's # Layout disagree:\n{}",
+            src.display(),
+            problems.join("\n")
+        );
+    }
+}
+
 #[test]
 fn no_two_modules_import_each_other() {
-    let graph = edges();
+    let graph = edges(&product());
     assert!(graph.len() > 40, "found only {} modules", graph.len());
     // The checker must see the imports that are there.
     let has = |from: &str, to: &str| {
@@ -360,16 +503,19 @@ fn no_two_modules_import_each_other() {
     assert!(has("refresh::engine", "exchange"), "{graph:?}");
     assert!(has("wire", "credentials"));
     assert!(!has("credentials", "wire"));
-    let found = circles(&graph);
-    assert!(
-        found.is_empty(),
-        "modules that import each other: {found:?}"
-    );
+    for src in circle_checked() {
+        let found = circles(&edges(&src));
+        assert!(
+            found.is_empty(),
+            "{}: modules that import each other: {found:?}",
+            src.display()
+        );
+    }
 }
 
 #[test]
 fn configuration_depends_on_nothing_it_configures() {
-    let graph = edges();
+    let graph = edges(&product());
     let allowed = ["cli", "config"];
     for (module, targets) in &graph {
         if module.first().map(String::as_str) != Some("config") {
@@ -389,16 +535,18 @@ fn configuration_depends_on_nothing_it_configures() {
 
 #[test]
 fn no_module_is_over_about_400_lines() {
-    for (module, file) in modules() {
-        let lines = std::fs::read_to_string(&file)
-            .expect("read")
-            .lines()
-            .count();
-        assert!(
-            lines <= MAX_LINES,
-            "{} ({}) has {lines} lines; split it by responsibility",
-            module.join("::"),
-            file.display()
-        );
+    for src in circle_checked() {
+        for (module, file) in modules(&src) {
+            let lines = std::fs::read_to_string(&file)
+                .expect("read")
+                .lines()
+                .count();
+            assert!(
+                lines <= MAX_LINES,
+                "{} ({}) has {lines} lines; split it by responsibility",
+                module.join("::"),
+                file.display()
+            );
+        }
     }
 }

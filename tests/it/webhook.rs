@@ -42,7 +42,10 @@ pub struct WebhookRig {
 }
 
 impl WebhookRig {
-    pub async fn start(flags: &[&str], kube: Option<credagent::webhook::kube::KubeConfig>) -> Self {
+    pub async fn start(
+        flags: &[&str],
+        kube: Option<credagent::webhook::compat::kube::KubeConfig>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let tls_dir = dir.path().join("tls");
         let pki = test_pki();
@@ -92,7 +95,7 @@ impl WebhookRig {
     }
 
     /// A webhook with CoreWeave compatibility, reading ServiceAccounts through `kube`.
-    pub async fn compat(kube: credagent::webhook::kube::KubeConfig) -> Self {
+    pub async fn compat(kube: credagent::webhook::compat::kube::KubeConfig) -> Self {
         Self::start(
             &[
                 "--sidecar-image",

@@ -4,7 +4,7 @@
 //! is not. With CoreWeave compatibility on, the namespace entry's Pods need
 //! no ServiceAccount lookup, so an unreachable API server changes nothing.
 
-use credagent::webhook::kube::KubeConfig;
+use credagent::webhook::compat::kube::KubeConfig;
 use credagent::webhook::MUTATE_NAMESPACE_PATH;
 use serde_json::Value;
 

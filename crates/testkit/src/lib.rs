@@ -12,6 +12,17 @@
 //!   exactly as kubelet does; [`KUBELET_SWAP_SH`] is the same swap as a shell script.
 //! - `testing` (feature `testing`): a throwaway CA and leaf certificate, and a minimal HTTP/1.1
 //!   client.
+//!
+//! # Layout
+//!
+//! The modules in dependency order, lowest first: each imports only modules of the layers before
+//! its own (the product's `tests/it/layering.rs` checks this crate too).
+//!
+//! 1. `error`, `secret`, `kubelet`: the stand-in's errors, the redacted secret type, the kubelet
+//!    writer (which needs nothing else).
+//! 2. `jwt`: minting and verifying tokens.
+//! 3. `oidc`, `standin`: an issuer's discovery documents; the stand-in upstream.
+//! 4. `testing`: the test PKI and HTTP client, which start stand-ins.
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]

@@ -1,9 +1,11 @@
 //! From the command line's [`InjectSettings`] to the core's
 //! [`InjectConfig`], validated, with any error naming the flag.
 
-use super::config::{InjectConfig, InjectConfigError, PullPolicy, Resources, Upstream};
 use crate::cli::PullPolicyArg;
 use crate::config::{ConfigError, InjectSettings, InjectUpstream};
+use crate::webhook::mutate::config::{
+    InjectConfig, InjectConfigError, PullPolicy, Resources, Upstream,
+};
 
 /// Builds and validates the core's configuration; run before anything is
 /// bound, so a bad value exits with status 2 and names its flag.

@@ -27,10 +27,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::admit::ServiceAccountRef;
 use super::kube::KubeClient;
 use super::kube_wire::{AccountState, KubeError, WatchEvent};
 use crate::metrics::WebhookMetrics;
+use crate::webhook::mutate::ServiceAccountRef;
 
 /// How long the API server keeps one watch open (it then ends the stream
 /// and the watch starts again from the last version).

@@ -102,8 +102,8 @@ pub fn respond(req: &Request, decision: &Decision) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::webhook::config::Upstream;
-    use crate::webhook::review::parse;
+    use crate::webhook::mutate::config::Upstream;
+    use crate::webhook::mutate::review::parse;
     use serde_json::json;
 
     fn request(object: Value, namespace: Option<&str>) -> Request {

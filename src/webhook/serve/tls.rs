@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::x509;
+use crate::dirwatch::{watch_parent, DirWatch};
 use crate::metrics::WebhookMetrics;
-use crate::token::watch::{watch_dir, DirWatch};
 
 /// How often the files are read even without a notify event.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(10);
@@ -197,7 +197,7 @@ pub async fn run_reloader(
         if rearm.swap(false, Ordering::AcqRel) {
             watches.clear();
             for path in &dirs {
-                match watch_dir(path, &kick, &rearm) {
+                match watch_parent(path, &kick, &rearm) {
                     Ok(w) => watches.push(w),
                     Err(e) => {
                         warn!(path = %path.display(), error = %e, "cannot watch the certificate's directory; polling only")

@@ -29,11 +29,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::jwt::Claims;
 use crate::clock::{unix_seconds, SharedClock};
 use crate::exchange::BoxFuture;
 use crate::metrics::VerifyMetrics;
 use crate::outbound::{read_body, Outbound};
+use crate::token::jwt::Claims;
 
 /// Clock difference tolerated on `exp` and `nbf`.
 pub const LEEWAY: Duration = Duration::from_secs(30);

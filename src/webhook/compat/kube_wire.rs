@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::names;
+use crate::webhook::mutate::names;
 
 /// Largest line of a watch stream (one event: one ServiceAccount).
 pub const MAX_EVENT_BYTES: usize = 2 * 1024 * 1024;

@@ -11,15 +11,17 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::config::InjectConfig;
-use super::kube::{KubeClient, KubeConfig};
-use super::kube_wire::KubeError;
-use super::sa_cache::{run_reflector, CachedServiceAccounts, SaCache, ServiceAccounts};
 use super::server::MutateRoutes;
 use super::tls::{run_reloader, server_config, CertError, CertFiles, CertStore, POLL_INTERVAL};
 use crate::config::WebhookConfig;
 use crate::metrics::{Metrics, MetricsError, ServerMetrics, WebhookMetrics};
 use crate::server::{self, AdminRoutes, Connections, Gate, Health, Limits};
+use crate::webhook::compat::kube::{KubeClient, KubeConfig};
+use crate::webhook::compat::kube_wire::KubeError;
+use crate::webhook::compat::sa_cache::{
+    run_reflector, CachedServiceAccounts, SaCache, ServiceAccounts,
+};
+use crate::webhook::mutate::config::InjectConfig;
 
 /// How long an idle keep-alive connection is kept: longer than the 90 s
 /// after which the API server's Go transport drops idle connections itself,

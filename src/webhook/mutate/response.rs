@@ -136,7 +136,7 @@ fn clean(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::webhook::patch::Pointer;
+    use crate::webhook::mutate::patch::Pointer;
 
     #[test]
     fn allow_has_no_patch_and_echoes_the_uid() {

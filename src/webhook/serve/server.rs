@@ -25,15 +25,17 @@ use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::admit::{admit, respond, service_account_to_look_up, ServiceAccountRef};
-use super::annotations::{Entry, Mode};
-use super::config::InjectConfig;
-use super::inject::{Decision, SkipReason};
-use super::names;
-use super::review::{parse, Request as Review};
-use super::sa_cache::ServiceAccounts;
 use crate::metrics::WebhookMetrics;
 use crate::server::{error, internal_error, Answer, Body, Routes};
+use crate::webhook::compat::sa_cache::ServiceAccounts;
+use crate::webhook::mutate::admit::{
+    admit, respond, service_account_to_look_up, ServiceAccountRef,
+};
+use crate::webhook::mutate::annotations::{Entry, Mode};
+use crate::webhook::mutate::config::InjectConfig;
+use crate::webhook::mutate::inject::{Decision, SkipReason};
+use crate::webhook::mutate::names;
+use crate::webhook::mutate::review::{parse, Request as Review};
 
 /// The path of the Pod entry ([`Entry::Pod`]).
 pub const MUTATE_PATH: &str = "/mutate";

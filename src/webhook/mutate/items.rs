@@ -245,8 +245,8 @@ fn resources(settings: &PodSettings) -> Map<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::webhook::annotations::settings;
-    use crate::webhook::config::{Resources, Upstream};
+    use crate::webhook::mutate::annotations::settings;
+    use crate::webhook::mutate::config::{Resources, Upstream};
 
     #[test]
     fn sidecar_shape() {
