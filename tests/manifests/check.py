@@ -58,7 +58,7 @@ AUDIENCE = "https://coreweave.com/iam"
 TOKEN_EXPIRATION = 3600
 LOTA = "http://cwlota.com"
 NODE_ADDR = "169.254.170.23"
-# credagent's defaults (README; `credagent sidecar --check-config` confirms them).
+# credagent's defaults (docs/configuration.md; `credagent sidecar --check-config` confirms them).
 DEFAULT_SIDECAR_LISTEN = "127.0.0.1:8181"
 DEFAULT_ADMIN_LISTEN = "0.0.0.0:9464"
 DEFAULT_AUTH_TOKEN_FILE = "/var/run/credagent/auth-token"
