@@ -11,7 +11,9 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::{load_tls_pem, StandIn, StandInConfig};
+use super::handle::StandIn;
+use super::tls::load_tls_pem;
+use super::types::StandInConfig;
 use crate::jwt::Issuer;
 use crate::secret::Secret;
 

@@ -19,11 +19,10 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full, Limited};
 use serde::{de::DeserializeOwned, Deserialize};
 
-use super::{
-    now,
-    service::{error, json_response, with_date, Resp},
-    Fault, Shared, StandIn,
-};
+use super::handle::StandIn;
+use super::respond::{error, json_response, with_date, Resp};
+use super::state::{now, Shared};
+use super::types::{Fault, CONTROL_PATH_PREFIX};
 use crate::jwt::TokenSpec;
 
 /// Control bodies are tiny; anything bigger is a mistake.
@@ -82,7 +81,7 @@ pub(super) async fn handle(
         shared: shared.clone(),
     };
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-    let route = path.trim_start_matches(super::CONTROL_PATH_PREFIX);
+    let route = path.trim_start_matches(CONTROL_PATH_PREFIX);
     let want = match route {
         "token" | "keys" | "fault" | "lifetime" => Method::POST,
         "stats" => Method::GET,

@@ -1,26 +1,17 @@
 //! The credential endpoint: routing, fault injection, token checks and the PascalCase answer.
 
-use std::{sync::atomic::Ordering, sync::Arc, time::Duration, time::SystemTime, time::UNIX_EPOCH};
+use std::{sync::atomic::Ordering, sync::Arc, time::SystemTime};
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http::{header, HeaderValue, Method, Request, StatusCode};
 use serde::Serialize;
-use time::{macros::format_description, OffsetDateTime};
 use tokio_util::sync::CancellationToken;
 
-use super::{control, now, Fault, Shared, CONTROL_PATH_PREFIX};
+use super::respond::{error, expiration, json_response, Dropped, Resp};
+use super::state::{now, Shared};
+use super::types::Fault;
 use crate::error::StandInError;
 use crate::jwt;
-
-/// The response type of every stand-in route.
-pub(super) type Resp = Response<Full<Bytes>>;
-
-/// Returned to hyper to drop the connection without answering (`Fault::CloseConnection`, or a
-/// `Fault::Hang`/`Fault::Delay` cut short by shutdown).
-#[derive(Debug, thiserror::Error)]
-#[error("connection dropped on purpose by the stand-in")]
-pub(super) struct Dropped;
 
 /// The 200 body, field for field as CoreWeave sends it.
 #[derive(Serialize)]
@@ -40,15 +31,12 @@ struct Attributes {
     cw_role: String,
 }
 
-/// Serves one request on the stand-in's listener.
+/// Serves one credential request (anything outside the control API).
 pub(super) async fn handle(
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     req: Request<hyper::body::Incoming>,
 ) -> Result<Resp, Dropped> {
-    if req.uri().path().starts_with(CONTROL_PATH_PREFIX) {
-        return Ok(control::handle(&shared, req).await);
-    }
     let auth = req.headers().get(header::AUTHORIZATION).map(|v| {
         let bytes = v.as_bytes();
         let bearer = bytes.len() >= 7 && bytes[..7].eq_ignore_ascii_case(b"bearer ");
@@ -176,57 +164,4 @@ fn authenticate(
         }
     }
     Err(failure)
-}
-
-/// `now + lifetime` as `YYYY-MM-DDTHH:MM:SSZ` (UTC, whole seconds), or `None` if out of range.
-pub(super) fn expiration(now: SystemTime, lifetime: Duration) -> Option<String> {
-    let secs = now
-        .duration_since(UNIX_EPOCH)
-        .ok()?
-        .as_secs()
-        .checked_add(lifetime.as_secs())?;
-    let at = OffsetDateTime::from_unix_timestamp(i64::try_from(secs).ok()?).ok()?;
-    at.format(format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
-    ))
-    .ok()
-}
-
-/// A JSON error body `{"code","message"}` with a gRPC-style code name for `status`.
-pub(super) fn error(status: StatusCode, message: &str) -> Resp {
-    let code = match status.as_u16() {
-        400 => "invalid_argument",
-        401 => "unauthenticated",
-        403 => "permission_denied",
-        404 => "not_found",
-        405 => "method_not_allowed",
-        409 => "failed_precondition",
-        429 => "resource_exhausted",
-        500 => "internal",
-        501 => "unimplemented",
-        503 => "unavailable",
-        504 => "deadline_exceeded",
-        _ => "unknown",
-    };
-    let body = serde_json::json!({"code": code, "message": message}).to_string();
-    json_response(status, body.into())
-}
-
-/// `status` with `body` as `application/json` and a `Date` header.
-pub(super) fn json_response(status: StatusCode, body: Bytes) -> Resp {
-    let mut resp = with_date(Response::new(Full::new(body)));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
-}
-
-/// Adds a `Date` header (IMF-fixdate) from the stand-in's clock.
-pub(super) fn with_date(mut resp: Resp) -> Resp {
-    if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(now())) {
-        resp.headers_mut().insert(header::DATE, date);
-    }
-    resp
 }

@@ -375,11 +375,11 @@ async fn control_api() {
         (Some("AK2"), Some("SK2"))
     );
     assert_eq!(body["Token"], "ST2");
-    let expected = service::expiration(
+    let expected = respond::expiration(
         UNIX_EPOCH + Duration::from_secs(before + 60),
         Duration::ZERO,
     );
-    let next = service::expiration(
+    let next = respond::expiration(
         UNIX_EPOCH + Duration::from_secs(before + 61),
         Duration::ZERO,
     );
@@ -681,8 +681,8 @@ async fn control_token_over_tls(
 fn expiration_format() {
     let t = UNIX_EPOCH + Duration::from_millis(1_699_999_999_600);
     assert_eq!(
-        service::expiration(t, Duration::from_secs(1)).unwrap(),
+        respond::expiration(t, Duration::from_secs(1)).unwrap(),
         "2023-11-14T22:13:20Z"
     );
-    assert_eq!(service::expiration(t, Duration::from_secs(u64::MAX)), None);
+    assert_eq!(respond::expiration(t, Duration::from_secs(u64::MAX)), None);
 }
