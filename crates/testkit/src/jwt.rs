@@ -2,7 +2,8 @@
 //!
 //! This is just enough JOSE for a test double. It handles `RS256` and `ES256`, a
 //! `{"alg","kid","typ":"JWT"}` header, and claims shaped like a Kubernetes projected token
-//! (token-watch.md §2.2). Verifying (the signature, then the claims) is in [`verify`]. It does no
+//! (token-watch.md §2.2). Verifying (the signature, then the claims) is in `verify`;
+//! the algorithm names are in `alg`, which both halves use. It does no
 //! `crit` and no other algorithms; a [`Verifier`] renders its ES256 key as a JWK, for a key set to serve.
 
 use std::{
@@ -21,19 +22,12 @@ use serde_json::{json, Value};
 
 use crate::error::StandInError;
 
+mod alg;
 mod verify;
 
+pub use self::alg::Alg;
 pub use self::verify::Verifier;
 pub(crate) use self::verify::{check_claims, Identity};
-
-/// A JWS signature algorithm that the stand-in can sign and verify.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Alg {
-    /// RSASSA-PKCS1-v1_5 with SHA-256 (RSA keys of 2048 to 8192 bits).
-    Rs256,
-    /// ECDSA on P-256 with SHA-256, with the fixed-length (r‖s) signature encoding that JWS uses.
-    Es256,
-}
 
 /// Signs service-account-shaped JWTs (JWS compact, header `{"alg","kid","typ":"JWT"}`) with ring.
 ///
@@ -65,18 +59,6 @@ pub struct TokenSpec {
     pub audience: String,
     /// `exp - iat`.
     pub lifetime: Duration,
-}
-
-// === impl Alg ===
-
-impl Alg {
-    /// The JOSE name (`"RS256"` or `"ES256"`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Alg::Rs256 => "RS256",
-            Alg::Es256 => "ES256",
-        }
-    }
 }
 
 // === impl Issuer ===

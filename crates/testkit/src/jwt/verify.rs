@@ -11,7 +11,7 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use ring::signature::{self, UnparsedPublicKey};
 use serde_json::{json, Value};
 
-use super::Alg;
+use super::alg::Alg;
 use crate::error::StandInError;
 
 /// Checks JWT signatures made by one key: the algorithm, the key id and the public key bytes.
