@@ -28,7 +28,7 @@ pub mod testing;
 pub use error::StandInError;
 pub use jwt::{Alg, Issuer, TokenSpec, Verifier};
 pub use secret::{Secret, REDACTED};
-pub use standin::{Fault, StandIn, StandInConfig};
+pub use standin::{Fault, PostExchange, StandIn, StandInConfig};
 
 /// `kubelet-swap.sh`: kubelet's atomic token swap as a shell script, op for op
 /// (`sh kubelet-swap.sh DIR NAME SOURCE-FILE`).

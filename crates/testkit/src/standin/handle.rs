@@ -1,5 +1,7 @@
-//! The handle tests hold: where the stand-in listens, what it has seen, and the knobs that change
-//! its next answers. The control API turns its JSON requests into calls on this same handle.
+//! The handle tests hold: where the stand-in listens, what it has seen (counts by method, the last
+//! `Authorization` length, the last POST's request), and the knobs that change its next answers
+//! (faults, keys, lifetimes, whether the POST is offered). The control API turns its JSON requests
+//! into calls on this same handle.
 
 use std::{
     fmt,
@@ -9,7 +11,7 @@ use std::{
 };
 
 use super::state::Shared;
-use super::types::Fault;
+use super::types::{Fault, PostExchange, PostRequest, POST_EXCHANGE_PATH};
 use crate::jwt::{Issuer, Verifier};
 use crate::secret::Secret;
 
@@ -27,8 +29,9 @@ impl StandIn {
         self.shared.local_addr
     }
 
-    /// The full exchange URL, such as `http://127.0.0.1:PORT/v1/cwobject/temporary-credentials/oidc/ORG`.
-    /// A listener on an unspecified address is reached through loopback.
+    /// The GET exchange's full URL, such as
+    /// `http://127.0.0.1:PORT/v1/cwobject/temporary-credentials/oidc/ORG`. A listener on an
+    /// unspecified address is reached through loopback.
     pub fn url(&self) -> String {
         format!(
             "{}://{}{}",
@@ -36,6 +39,21 @@ impl StandIn {
             self.connect_addr(),
             self.shared.path
         )
+    }
+
+    /// The POST exchange's full URL, such as
+    /// `http://127.0.0.1:PORT/v1/cwobject/temporary-credentials/oidc` (the org goes in the body).
+    pub fn post_url(&self) -> String {
+        format!(
+            "{}://{}{POST_EXCHANGE_PATH}",
+            self.shared.scheme,
+            self.connect_addr()
+        )
+    }
+
+    /// The org id: the end of the GET's path, and the `orgId` the POST must send.
+    pub fn org_id(&self) -> &str {
+        &self.shared.org_id
     }
 
     /// The address a client should connect to (`127.0.0.1:PORT` for a `0.0.0.0` listener).
@@ -50,16 +68,36 @@ impl StandIn {
         addr
     }
 
-    /// How many credential requests have arrived, whatever their outcome. This counts every request
-    /// outside `/_standin/`, including 404s and faulted ones.
+    /// How many credential requests have arrived, whatever their method or outcome. This counts
+    /// every request outside `/_standin/`, including 404s and faulted ones.
     pub fn calls(&self) -> u64 {
-        *self.shared.calls.borrow()
+        self.shared.calls.borrow().total
     }
 
-    /// How many credentials have been served: normal 200 answers only. A `Fault::Body` with status
-    /// 200 does not count.
+    /// How many of [`calls`](Self::calls) were `GET` requests (on any path).
+    pub fn calls_get(&self) -> u64 {
+        self.shared.calls.borrow().get
+    }
+
+    /// How many of [`calls`](Self::calls) were `POST` requests (on any path).
+    pub fn calls_post(&self) -> u64 {
+        self.shared.calls.borrow().post
+    }
+
+    /// How many credentials have been served by either exchange: normal 200 answers only. A
+    /// `Fault::Body` with status 200 does not count.
     pub fn successes(&self) -> u64 {
-        self.shared.successes.load(Ordering::SeqCst)
+        self.successes_get() + self.successes_post()
+    }
+
+    /// How many credentials the GET exchange has served.
+    pub fn successes_get(&self) -> u64 {
+        self.shared.successes_get.load(Ordering::SeqCst)
+    }
+
+    /// How many credentials the POST exchange has served.
+    pub fn successes_post(&self) -> u64 {
+        self.shared.successes_post.load(Ordering::SeqCst)
     }
 
     /// Queues `fault` for the next credential request only (FIFO).
@@ -87,9 +125,38 @@ impl StandIn {
         state.session_token = Secret::new(session_token);
     }
 
-    /// Sets the lifetime of credentials handed out from now on.
+    /// Sets the lifetime of credentials handed out from now on by the GET, and by the POST when it
+    /// asks for `durationSeconds` 0. For CoreWeave's documented 15-minute OIDC keys: 900 s.
     pub fn set_lifetime(&self, lifetime: Duration) {
         self.shared.state().lifetime = lifetime;
+    }
+
+    /// The lifetime [`set_lifetime`](Self::set_lifetime) sets.
+    pub fn lifetime(&self) -> Duration {
+        self.shared.state().lifetime
+    }
+
+    /// Caps the lifetime the POST grants from now on, whatever `durationSeconds` asks: a server
+    /// that grants less than asked. `None` (the default) grants what is asked.
+    pub fn set_post_max_lifetime(&self, max: Option<Duration>) {
+        self.shared.state().post.max_lifetime = max;
+    }
+
+    /// The cap [`set_post_max_lifetime`](Self::set_post_max_lifetime) sets.
+    pub fn post_max_lifetime(&self) -> Option<Duration> {
+        self.shared.state().post.max_lifetime
+    }
+
+    /// Offers the POST exchange from now on, or refuses it with 404 or 405 as a server without
+    /// it would. Offered by default.
+    pub fn set_post_exchange(&self, exchange: PostExchange) {
+        self.shared.state().post.exchange = exchange;
+    }
+
+    /// Whether the POST exchange is offered, as [`set_post_exchange`](Self::set_post_exchange)
+    /// sets.
+    pub fn post_exchange(&self) -> PostExchange {
+        self.shared.state().post.exchange
     }
 
     /// Also accepts tokens that `v` verifies.
@@ -122,11 +189,17 @@ impl StandIn {
             .is_some_and(|(_, bearer)| bearer)
     }
 
+    /// What the last well-formed POST exchange asked for (its body without the token, and its
+    /// `Content-Type`), whatever the answer; `None` before the first.
+    pub fn last_post(&self) -> Option<PostRequest> {
+        self.shared.state().last_post.clone()
+    }
+
     /// Resolves once [`calls`](Self::calls) is at least `n`.
     pub async fn wait_for_calls(&self, n: u64) {
         let mut rx = self.shared.calls.subscribe();
         // Fails only if the sender is dropped; `self` keeps it alive.
-        let _ = rx.wait_for(|calls| *calls >= n).await;
+        let _ = rx.wait_for(|calls| calls.total >= n).await;
     }
 
     /// Resolves once the accept loop has stopped after shutdown (the listener is closed by then).
@@ -141,8 +214,9 @@ impl fmt::Debug for StandIn {
         f.debug_struct("StandIn")
             .field("local_addr", &self.shared.local_addr)
             .field("path", &self.shared.path)
-            .field("calls", &self.calls())
-            .field("successes", &self.successes())
+            .field("calls", &*self.shared.calls.borrow())
+            .field("successes_get", &self.successes_get())
+            .field("successes_post", &self.successes_post())
             .finish_non_exhaustive()
     }
 }

@@ -43,6 +43,7 @@ pub(super) fn error(status: StatusCode, message: &str) -> Resp {
         404 => "not_found",
         405 => "method_not_allowed",
         409 => "failed_precondition",
+        413 => "resource_exhausted",
         429 => "resource_exhausted",
         500 => "internal",
         501 => "unimplemented",

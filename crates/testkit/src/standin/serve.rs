@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::handle::StandIn;
 use super::respond::{Dropped, Resp};
-use super::state::Shared;
+use super::state::{PostSettings, Shared};
 use super::types::{StandInConfig, CONTROL_PATH_PREFIX};
 use super::{control, service};
 
@@ -37,10 +37,22 @@ impl StandIn {
         tls: Option<Arc<rustls::ServerConfig>>,
         shutdown: CancellationToken,
     ) -> std::io::Result<StandIn> {
+        Self::start_with(listener, config, PostSettings::default(), tls, shutdown)
+    }
+
+    /// [`start`](Self::start) with the POST exchange set up as `post` from the first request on
+    /// (the command line's options).
+    pub(super) fn start_with(
+        listener: TcpListener,
+        config: StandInConfig,
+        post: PostSettings,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<StandIn> {
         let runtime = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
         let local_addr = listener.local_addr()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let shared = Arc::new(Shared::new(config, local_addr, scheme));
+        let shared = Arc::new(Shared::new(config, post, local_addr, scheme));
         let acceptor = tls.map(TlsAcceptor::from);
         runtime.spawn(accept_loop(listener, shared.clone(), acceptor, shutdown));
         Ok(StandIn { shared })

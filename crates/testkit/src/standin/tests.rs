@@ -14,6 +14,8 @@ use crate::testing::{client_config, request, test_pki, test_tls, TestResponse};
 
 mod control;
 mod get;
+mod post;
+mod post_steering;
 mod process;
 
 const RSA_PK8: &[u8] = include_bytes!("../../fixtures/rs256-test-key.pk8");
@@ -85,5 +87,69 @@ fn assert_unauthenticated(resp: &TestResponse, token: &str) {
                 "401 body echoes part of the token"
             );
         }
+    }
+}
+
+/// The POST exchange's path.
+const POST_PATH: &str = "/v1/cwobject/temporary-credentials/oidc";
+
+/// `POST`s `body` to the POST exchange with `Content-Type: application/json` and `extra` headers.
+async fn post(standin: &StandIn, body: &str, extra: &[(&str, &str)]) -> TestResponse {
+    let mut headers = vec![("content-type", "application/json")];
+    headers.extend_from_slice(extra);
+    request(
+        standin.local_addr(),
+        None,
+        "POST",
+        POST_PATH,
+        &headers,
+        body,
+    )
+    .await
+    .unwrap()
+}
+
+/// A POST body for `token` asking for `duration` (any JSON) in `standin-org`, no attributes.
+fn post_body(token: &str, duration: serde_json::Value) -> String {
+    json!({"durationSeconds": duration, "orgId": "standin-org", "oidcToken": token}).to_string()
+}
+
+/// Seconds since the epoch, now.
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` (the format both exchanges send) as seconds since the epoch.
+fn parse_expiry(at: &str) -> u64 {
+    assert_eq!(at.len(), "2023-11-07T05:31:56Z".len(), "{at}");
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    let at = time::PrimitiveDateTime::parse(at, format)
+        .unwrap()
+        .assume_utc();
+    u64::try_from(at.unix_timestamp()).unwrap()
+}
+
+/// Asserts that `resp` is a 400 `invalid_argument` whose message names `field` and that the body
+/// repeats no part of `token`.
+fn assert_invalid(resp: &TestResponse, field: &str, token: &str) {
+    assert_eq!(resp.status, 400, "{resp:?}");
+    assert_eq!(resp.json()["code"], "invalid_argument", "{resp:?}");
+    let message = resp.json()["message"].as_str().unwrap().to_owned();
+    assert!(message.contains(field), "{message:?} does not name {field}");
+    assert_no_echo(resp, token);
+}
+
+/// Asserts that `resp`'s body repeats neither `token` nor any longer part of it.
+fn assert_no_echo(resp: &TestResponse, token: &str) {
+    if token.is_empty() {
+        return;
+    }
+    assert!(!resp.body.contains(token), "body echoes the token");
+    for part in token.split('.').filter(|p| p.len() > 8) {
+        assert!(!resp.body.contains(part), "body echoes part of the token");
     }
 }

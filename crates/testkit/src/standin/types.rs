@@ -1,14 +1,20 @@
-//! The stand-in's vocabulary, shared by every part of it: its paths, its configuration and the
-//! faults it can inject. It depends on no other part of the stand-in, so that the parts that serve
-//! requests and the parts that steer them (the handle, the control API) can all name it.
+//! The stand-in's vocabulary, shared by every part of it: its paths, its configuration, the
+//! faults it can inject, how it offers the POST exchange and what it records of a POST. It depends
+//! on no other part of the stand-in, so that the parts that serve requests and the parts that
+//! steer them (the handle, the control API) can all name it.
 
-use std::{fmt, time::Duration};
+use std::{collections::BTreeMap, fmt, time::Duration};
+
+use serde::{Deserialize, Serialize};
 
 use crate::jwt::{Issuer, Verifier};
 use crate::secret::REDACTED;
 
-/// The exchange path without the org id.
+/// The GET exchange's path without the org id.
 pub const EXCHANGE_PATH_PREFIX: &str = "/v1/cwobject/temporary-credentials/oidc/";
+/// The POST exchange's path (CoreWeave's `CreateAccessKeyFromOIDC`): no org id, which travels in
+/// the body.
+pub const POST_EXCHANGE_PATH: &str = "/v1/cwobject/temporary-credentials/oidc";
 /// The prefix of the control API.
 pub const CONTROL_PATH_PREFIX: &str = "/_standin/";
 
@@ -20,7 +26,8 @@ pub struct StandInConfig {
     pub verifiers: Vec<Verifier>,
     /// If set, `aud` (a string or an array) must contain it. Default `None`.
     pub audience: Option<String>,
-    /// The lifetime of the credentials it hands out (`Expiration = now + lifetime`). Default 3600 s.
+    /// The lifetime of the credentials the GET hands out (`Expiration = now + lifetime`), and the
+    /// POST's for `durationSeconds` 0. Default 3600 s.
     pub lifetime: Duration,
     /// The `AccessKeyId` it hands out.
     pub access_key_id: String,
@@ -61,6 +68,40 @@ pub enum Fault {
     TruncatedBody,
 }
 
+/// Whether the stand-in offers the POST exchange, and how it refuses it when it does not: for
+/// testing a client against a server without the POST. Spelled `offered`, `not-found` and
+/// `method-not-allowed` on the command line and in the control API.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum PostExchange {
+    /// Serve it (the default).
+    #[default]
+    Offered,
+    /// 404 `not_found` on its path, as a server without the route.
+    NotFound,
+    /// 405 `method_not_allowed` with an empty `Allow` on its path, as a server whose route there
+    /// takes no method at all.
+    MethodNotAllowed,
+}
+
+/// What a well-formed POST exchange asked for: its body without the `oidcToken`, and its
+/// `Content-Type`. Recorded whatever the answer (a fault, a wrong org or a bad token included), so
+/// that tests can assert what a client sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PostRequest {
+    /// `durationSeconds`, 0 to 43200.
+    #[serde(rename = "durationSeconds")]
+    pub duration_seconds: u32,
+    /// `orgId`.
+    #[serde(rename = "orgId")]
+    pub org_id: String,
+    /// `attributes` (empty if the body had none).
+    pub attributes: BTreeMap<String, String>,
+    /// The `Content-Type` header, if it was sent and is text.
+    #[serde(rename = "contentType")]
+    pub content_type: Option<String>,
+}
+
 // === impl StandInConfig ===
 
 impl Default for StandInConfig {
@@ -92,5 +133,18 @@ impl fmt::Debug for StandInConfig {
             .field("session_token", &REDACTED)
             .field("issuer", &self.issuer)
             .finish()
+    }
+}
+
+// === impl PostExchange ===
+
+impl PostExchange {
+    /// The spelling on the command line and in the control API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PostExchange::Offered => "offered",
+            PostExchange::NotFound => "not-found",
+            PostExchange::MethodNotAllowed => "method-not-allowed",
+        }
     }
 }

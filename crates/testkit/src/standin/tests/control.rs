@@ -140,8 +140,16 @@ async fn control_api() {
         stats,
         json!({
             "calls": calls,
+            "calls_get": calls,
+            "calls_post": 0,
             "successes": standin.successes(),
+            "successes_get": standin.successes(),
+            "successes_post": 0,
             "last_sub": standin.last_subject(),
+            "last_post": null,
+            "lifetime_secs": 60,
+            "post_max_secs": null,
+            "post_exchange": "offered",
         })
     );
     assert_eq!(control(&standin, "GET", "token", "").await.status, 405);
@@ -154,4 +162,97 @@ async fn control_api() {
 async fn token_route_needs_an_issuer() {
     let (standin, _shutdown) = start(config(Vec::new())).await;
     assert_eq!(control(&standin, "POST", "token", "").await.status, 409);
+}
+
+#[tokio::test]
+async fn control_api_for_the_post() {
+    let cfg = StandInConfig {
+        issuer: Some(Issuer::generate_es256("standin").unwrap()),
+        ..config(Vec::new())
+    };
+    let (standin, _shutdown) = start(cfg).await;
+    let jwt = control(&standin, "POST", "token", "").await.body;
+
+    let body = json!({"durationSeconds": 0, "orgId": "standin-org", "oidcToken": jwt,
+                      "attributes": {"name": "pod-a", "namespace": "ml"}})
+    .to_string();
+    let before = now_secs();
+    let resp = post(&standin, &body, &[]).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let delta = parse_expiry(resp.json()["expiry"].as_str().unwrap()) - before;
+    assert!((3600..=3602).contains(&delta), "{delta}");
+    assert_eq!(get(&standin, Some(&jwt)).await.status, 200);
+    let s = stats(&standin).await;
+    assert_eq!(
+        (&s["calls"], &s["calls_get"], &s["calls_post"]),
+        (&json!(2), &json!(1), &json!(1))
+    );
+    assert_eq!(
+        (&s["successes"], &s["successes_get"], &s["successes_post"]),
+        (&json!(2), &json!(1), &json!(1))
+    );
+    assert_eq!(
+        s["last_post"],
+        json!({"durationSeconds": 0, "orgId": "standin-org",
+               "attributes": {"name": "pod-a", "namespace": "ml"},
+               "contentType": "application/json"})
+    );
+    assert!(!s.to_string().contains(&jwt), "stats hold the token");
+
+    // Lifetimes: the default (GET, and POST for 0) and the POST's cap, apart or together.
+    for (req, lifetime, max) in [
+        (json!({"post_max_secs": 600}), json!(3600), json!(600)),
+        (json!({"secs": 900}), json!(900), json!(600)),
+        (json!({"post_max_secs": null}), json!(900), json!(null)),
+        (
+            json!({"secs": 60, "post_max_secs": 30}),
+            json!(60),
+            json!(30),
+        ),
+    ] {
+        let resp = control(&standin, "POST", "lifetime", &req.to_string()).await;
+        assert_eq!(resp.json(), json!({"ok": true}), "{req}");
+        let s = stats(&standin).await;
+        assert_eq!(
+            (&s["lifetime_secs"], &s["post_max_secs"]),
+            (&lifetime, &max),
+            "{req}"
+        );
+    }
+    assert_eq!(standin.post_max_lifetime(), Some(Duration::from_secs(30)));
+    for bad in [
+        "{}",
+        r#"{"secs":null}"#,
+        r#"{"post_max_secs":-1}"#,
+        r#"{"nope":1}"#,
+    ] {
+        let resp = control(&standin, "POST", "lifetime", bad).await;
+        assert_eq!(resp.status, 400, "{bad}");
+    }
+
+    // Refusing the POST, and offering it again.
+    for (mode, status) in [
+        ("not-found", 404),
+        ("method-not-allowed", 405),
+        ("offered", 200),
+    ] {
+        let req = json!({ "mode": mode }).to_string();
+        let resp = control(&standin, "POST", "post_exchange", &req).await;
+        assert_eq!(resp.status, 200, "{mode}");
+        assert_eq!(stats(&standin).await["post_exchange"], mode);
+        assert_eq!(post(&standin, &body, &[]).await.status, status, "{mode}");
+    }
+    for bad in ["{}", r#"{"mode":"nope"}"#, r#"{"mode":"offered","x":1}"#] {
+        let resp = control(&standin, "POST", "post_exchange", bad).await;
+        assert_eq!(resp.status, 400, "{bad}");
+    }
+    assert_eq!(
+        control(&standin, "GET", "post_exchange", "").await.status,
+        405
+    );
+    assert_eq!(stats(&standin).await["calls_post"], 4);
+}
+
+async fn stats(standin: &StandIn) -> serde_json::Value {
+    control(standin, "GET", "stats", "").await.json()
 }

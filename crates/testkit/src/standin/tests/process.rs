@@ -51,6 +51,10 @@ fn cli_defaults_and_tls_pair() {
     assert_eq!(a.listen, "127.0.0.1:0".parse().unwrap());
     assert_eq!((a.org_id.as_str(), a.lifetime), ("standin-org", 3600));
     assert!(a.session_token.is_empty() && a.audience.is_none() && a.addr_file.is_none());
+    assert_eq!(
+        (a.post_exchange, a.post_max_lifetime),
+        (PostExchange::Offered, None)
+    );
     assert!(
         Cli::try_parse_from(["x", "--access-key", "AK"]).is_err(),
         "secret key required"
@@ -200,4 +204,47 @@ async fn control_token_over_tls(
     .unwrap();
     assert_eq!(resp.status, 200);
     resp.body
+}
+
+#[tokio::test]
+async fn process_post_options() {
+    let mut args = vec!["x", "--access-key", "AK", "--secret-key", "SK"];
+    args.extend([
+        "--post-exchange",
+        "method-not-allowed",
+        "--post-max-lifetime",
+        "600",
+    ]);
+    args.extend(["--lifetime", "900"]);
+    let cli = Cli::try_parse_from(&args).unwrap();
+    assert_eq!(
+        (cli.args.post_exchange, cli.args.post_max_lifetime),
+        (PostExchange::MethodNotAllowed, Some(600))
+    );
+    let bad = [
+        "x",
+        "--access-key",
+        "AK",
+        "--secret-key",
+        "SK",
+        "--post-exchange",
+        "maybe",
+    ];
+    assert!(Cli::try_parse_from(bad).is_err());
+
+    // In force from the first request on.
+    let shutdown = CancellationToken::new();
+    let standin = start_from_args(&cli.args, shutdown.clone()).await.unwrap();
+    let jwt = control(&standin, "POST", "token", "").await.body;
+    let body = json!({"durationSeconds": 3600, "orgId": "standin-org", "oidcToken": jwt});
+    assert_eq!(post(&standin, &body.to_string(), &[]).await.status, 405);
+    assert_eq!(standin.post_max_lifetime(), Some(Duration::from_secs(600)));
+    assert_eq!(standin.lifetime(), Duration::from_secs(900));
+    standin.set_post_exchange(PostExchange::Offered);
+    let before = now_secs();
+    let resp = post(&standin, &body.to_string(), &[]).await;
+    let delta = parse_expiry(resp.json()["expiry"].as_str().unwrap()) - before;
+    assert!((600..=602).contains(&delta), "{delta}");
+    shutdown.cancel();
+    standin.stopped().await;
 }
