@@ -13,7 +13,7 @@ pub enum StandInError {
     /// ring could not sign.
     #[error("signing failed")]
     Sign,
-    /// [`Issuer::mint`] was given claims that are not a JSON object.
+    /// [`Issuer::mint`](crate::Issuer::mint) was given claims that are not a JSON object.
     #[error("JWT claims must be a JSON object")]
     ClaimsNotObject,
     /// Serializing a JWT header or claims failed.

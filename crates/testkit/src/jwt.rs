@@ -2,7 +2,8 @@
 //!
 //! This is just enough JOSE for a test double. It handles `RS256` and `ES256`, a
 //! `{"alg","kid","typ":"JWT"}` header, and claims shaped like a Kubernetes projected token
-//! (token-watch.md §2.2). Verifying (the signature, then the claims) is in [`verify`]. It does no
+//! (token-watch.md §2.2). Verifying (the signature, then the claims) is in `verify`;
+//! the algorithm names are in `alg`, which both halves use. It does no
 //! `crit` and no other algorithms; a [`Verifier`] renders its ES256 key as a JWK, for a key set to serve.
 
 use std::{

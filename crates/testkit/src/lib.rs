@@ -10,8 +10,8 @@
 //! - [`oidc`]: a cluster's OIDC issuer (discovery and key set) for local-verification tests.
 //! - [`kubelet`]: kubelet's `AtomicWriter` ported op for op, to write a projected token volume
 //!   exactly as kubelet does; [`KUBELET_SWAP_SH`] is the same swap as a shell script.
-//! - `testing` (feature `testing`): a throwaway CA and leaf certificate, and a minimal HTTP/1.1
-//!   client.
+//! - `testing` (feature `testing`, and always in the kit's own unit tests): a throwaway CA and
+//!   leaf certificate, and a minimal HTTP/1.1 client.
 //!
 //! # Layout
 //!
@@ -33,13 +33,13 @@ pub mod kubelet;
 pub mod oidc;
 mod secret;
 pub mod standin;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use error::StandInError;
 pub use jwt::{Alg, Issuer, TokenSpec, Verifier};
 pub use secret::{Secret, REDACTED};
-pub use standin::{Fault, StandIn, StandInConfig};
+pub use standin::{Fault, PostExchange, StandIn, StandInConfig};
 
 /// `kubelet-swap.sh`: kubelet's atomic token swap as a shell script, op for op
 /// (`sh kubelet-swap.sh DIR NAME SOURCE-FILE`).

@@ -1,5 +1,5 @@
-//! The JWS algorithms the test kit signs and verifies, shared by the
-//! issuer (`jwt`) and the verifier (`jwt::verify`).
+//! The JWS algorithms the stand-in signs and verifies with. Its own module so that the signing
+//! half (`jwt`) and the verifying half (`jwt::verify`) both name it without importing each other.
 
 /// A JWS signature algorithm that the stand-in can sign and verify.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

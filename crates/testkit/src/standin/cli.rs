@@ -1,6 +1,8 @@
 //! `credagent stand-in`: the stand-in as a process, for the interoperability rig.
 //!
-//! It prints one line, `standin listening on <URL>`, to stdout. With `--addr-file` it also writes
+//! It serves both exchanges (the GET on `…/oidc/ORG`, the POST on `…/oidc`) unless
+//! `--post-exchange` refuses the POST. It prints one line, `standin listening on <URL>` (the GET's
+//! URL), to stdout. With `--addr-file` it also writes
 //! `127.0.0.1:PORT` to that file atomically (write and rename) once listening, so that a script
 //! can wait for the file. It then serves until shutdown. Its own ES256 issuer (kid `standin`)
 //! mints tokens through `POST /_standin/token`.
@@ -11,7 +13,10 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::{load_tls_pem, StandIn, StandInConfig};
+use super::handle::StandIn;
+use super::state::PostSettings;
+use super::tls::load_tls_pem;
+use super::types::{PostExchange, StandInConfig};
 use crate::jwt::Issuer;
 use crate::secret::Secret;
 
@@ -22,7 +27,7 @@ pub struct StandInArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
 
-    /// The org id in the exchange path.
+    /// The org id: the end of the GET's path, and the orgId the POST must send.
     #[arg(long, default_value = "standin-org")]
     pub org_id: String,
 
@@ -43,9 +48,20 @@ pub struct StandInArgs {
     )]
     pub session_token: Secret,
 
-    /// The lifetime of the credentials handed out, in seconds.
+    /// The lifetime of the credentials the GET hands out, in seconds; also what the POST grants
+    /// when it asks for durationSeconds 0 (900 for CoreWeave's documented 15-minute OIDC keys).
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
     pub lifetime: u64,
+
+    /// Whether the POST exchange (POST /v1/cwobject/temporary-credentials/oidc) is served, or
+    /// refused with 404 or 405 as by a server that does not offer it.
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = PostExchange::Offered)]
+    pub post_exchange: PostExchange,
+
+    /// The longest lifetime the POST grants, in seconds, whatever durationSeconds asks (a server
+    /// that grants less than asked). Without it the POST grants what is asked.
+    #[arg(long, value_name = "SECS")]
+    pub post_max_lifetime: Option<u64>,
 
     /// If set, tokens must carry this audience.
     #[arg(long)]
@@ -88,7 +104,11 @@ pub async fn start_from_args(
         session_token: args.session_token.expose().to_owned(),
         issuer: Some(Issuer::generate_es256("standin")?),
     };
-    let standin = StandIn::start(listener, config, tls, shutdown)?;
+    let post = PostSettings {
+        exchange: args.post_exchange,
+        max_lifetime: args.post_max_lifetime.map(Duration::from_secs),
+    };
+    let standin = StandIn::start_with(listener, config, post, tls, shutdown)?;
     {
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "standin listening on {}", standin.url())?;

@@ -6,8 +6,17 @@
 //! | `POST /_standin/token` | optional `{"namespace","service_account","audience","lifetime_secs","issuer"}` | 200 `text/plain`: a fresh token from the stand-in's own issuer (no trailing newline) |
 //! | `POST /_standin/keys` | `{"access_key_id","secret_access_key","session_token"}` | switch the credentials handed out |
 //! | `POST /_standin/fault` | `{"status":503}` (+ `"body":"…"` for a raw body), `{"throttle_retry_after":"2"}` or `{"throttle":true}`, `{"hang":true}`, `{"delay_ms":500}`, `{"close":true}`; add `"sticky":true` to apply it to every request; `{"clear":true}` clears all | queue (or stick) a [`Fault`] |
-//! | `POST /_standin/lifetime` | `{"secs":60}` | set the credential lifetime |
-//! | `GET /_standin/stats` | | `{"calls":N,"successes":N,"last_sub":"…"}` (`last_sub`: the `sub` of the token behind the last success, or null) |
+//! | `POST /_standin/lifetime` | `{"secs":900}` and/or `{"post_max_secs":600}` (`null`: no cap) | set the lifetime the GET grants (and the POST for `durationSeconds` 0); cap what the POST grants |
+//! | `POST /_standin/post_exchange` | `{"mode":"offered"}`, `{"mode":"not-found"}` or `{"mode":"method-not-allowed"}` | offer the POST exchange, or refuse it with 404 or 405 |
+//! | `GET /_standin/stats` | | the counts, records and settings below |
+//!
+//! `stats` answers `{"calls":N,"calls_get":N,"calls_post":N,"successes":N,"successes_get":N,
+//! "successes_post":N,"last_sub":…,"last_post":…,"lifetime_secs":N,"post_max_secs":N|null,
+//! "post_exchange":"offered"}`. `calls` counts every credential request (any method or outcome),
+//! `calls_get`/`calls_post` those by method; `successes*` count normal 200 answers by exchange;
+//! `last_sub` is the `sub` of the token behind the last success, or null; `last_post` is null or
+//! what the last well-formed POST asked for: `{"durationSeconds":N,"orgId":"…","attributes":{…},
+//! "contentType":"…"|null}` (its body without the `oidcToken`).
 //!
 //! Control requests are not counted as calls and faults do not apply to them. Error messages
 //! never repeat request bodies, which may hold secrets.
@@ -19,11 +28,10 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full, Limited};
 use serde::{de::DeserializeOwned, Deserialize};
 
-use super::{
-    now,
-    service::{error, json_response, with_date, Resp},
-    Fault, Shared, StandIn,
-};
+use super::handle::StandIn;
+use super::respond::{error, json_response, with_date, Resp};
+use super::state::{now, Shared};
+use super::types::{Fault, PostExchange, CONTROL_PATH_PREFIX};
 use crate::jwt::TokenSpec;
 
 /// Control bodies are tiny; anything bigger is a mistake.
@@ -70,7 +78,16 @@ struct FaultRequest {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LifetimeRequest {
-    secs: u64,
+    secs: Option<u64>,
+    /// Absent: unchanged; `null`: no cap; a number: the cap.
+    #[serde(default, deserialize_with = "present")]
+    post_max_secs: Option<Option<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostExchangeRequest {
+    mode: PostExchange,
 }
 
 /// Serves one `/_standin/…` request.
@@ -82,9 +99,9 @@ pub(super) async fn handle(
         shared: shared.clone(),
     };
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-    let route = path.trim_start_matches(super::CONTROL_PATH_PREFIX);
+    let route = path.trim_start_matches(CONTROL_PATH_PREFIX);
     let want = match route {
-        "token" | "keys" | "fault" | "lifetime" => Method::POST,
+        "token" | "keys" | "fault" | "lifetime" | "post_exchange" => Method::POST,
         "stats" => Method::GET,
         _ => return error(StatusCode::NOT_FOUND, "no such control route"),
     };
@@ -113,18 +130,12 @@ pub(super) async fn handle(
             ok()
         }),
         "fault" => parse(&body).and_then(|r| fault(&handle, r)),
-        "lifetime" => parse(&body).map(|r: LifetimeRequest| {
-            handle.set_lifetime(Duration::from_secs(r.secs));
+        "lifetime" => parse(&body).and_then(|r| lifetime(&handle, r)),
+        "post_exchange" => parse(&body).map(|r: PostExchangeRequest| {
+            handle.set_post_exchange(r.mode);
             ok()
         }),
-        _ => {
-            let stats = serde_json::json!({
-                "calls": handle.calls(),
-                "successes": handle.successes(),
-                "last_sub": handle.last_subject(),
-            });
-            Ok(json_response(StatusCode::OK, stats.to_string().into()))
-        }
+        _ => Ok(stats(&handle)),
     };
     result.unwrap_or_else(|Reject(status, message)| error(status, &message))
 }
@@ -219,6 +230,49 @@ fn fault(handle: &StandIn, r: FaultRequest) -> Result<Resp, Reject> {
         handle.push_fault(fault);
     }
     Ok(ok())
+}
+
+fn lifetime(handle: &StandIn, r: LifetimeRequest) -> Result<Resp, Reject> {
+    if r.secs.is_none() && r.post_max_secs.is_none() {
+        return Err(Reject(
+            StatusCode::BAD_REQUEST,
+            "give `secs`, `post_max_secs` or both".into(),
+        ));
+    }
+    if let Some(secs) = r.secs {
+        handle.set_lifetime(Duration::from_secs(secs));
+    }
+    if let Some(max) = r.post_max_secs {
+        handle.set_post_max_lifetime(max.map(Duration::from_secs));
+    }
+    Ok(ok())
+}
+
+fn stats(handle: &StandIn) -> Resp {
+    let stats = serde_json::json!({
+        "calls": handle.calls(),
+        "calls_get": handle.calls_get(),
+        "calls_post": handle.calls_post(),
+        "successes": handle.successes(),
+        "successes_get": handle.successes_get(),
+        "successes_post": handle.successes_post(),
+        "last_sub": handle.last_subject(),
+        "last_post": handle.last_post(),
+        "lifetime_secs": handle.lifetime().as_secs(),
+        "post_max_secs": handle.post_max_lifetime().map(|max| max.as_secs()),
+        "post_exchange": handle.post_exchange(),
+    });
+    json_response(StatusCode::OK, stats.to_string().into())
+}
+
+/// Tells a field that is present (even as `null`, which is `Some(None)`) from one that is absent
+/// (`None`, with `#[serde(default)]`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 fn ok() -> Resp {

@@ -1,70 +1,115 @@
-//! The credential endpoint: routing, fault injection, token checks and the PascalCase answer.
+//! The credential endpoint: every request outside the control API goes through the same steps,
+//! so that faults, counting and records apply to the GET and the POST exchange alike:
+//! 1. route it (the GET's path, the POST's path, or nothing);
+//! 2. read a POST's body and record what it asks for, and record the `Authorization` length;
+//! 3. count it (after the records, so a test woken by `wait_for_calls` sees them);
+//! 4. answer with the next fault if there is one, else normally (`get`, `post`, 404 or 405).
 
-use std::{sync::atomic::Ordering, sync::Arc, time::Duration, time::SystemTime, time::UNIX_EPOCH};
+use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::Full;
-use serde::Serialize;
-use time::{macros::format_description, OffsetDateTime};
+use http::{header, request::Parts, HeaderValue, Method, Request, StatusCode};
 use tokio_util::sync::CancellationToken;
 
-use super::{control, now, Fault, Shared, CONTROL_PATH_PREFIX};
-use crate::error::StandInError;
-use crate::jwt;
+use super::respond::{error, json_response, Dropped, Resp};
+use super::state::Shared;
+use super::types::{Fault, PostExchange, POST_EXCHANGE_PATH};
+use super::{get, post};
 
-/// The response type of every stand-in route.
-pub(super) type Resp = Response<Full<Bytes>>;
-
-/// Returned to hyper to drop the connection without answering (`Fault::CloseConnection`, or a
-/// `Fault::Hang`/`Fault::Delay` cut short by shutdown).
-#[derive(Debug, thiserror::Error)]
-#[error("connection dropped on purpose by the stand-in")]
-pub(super) struct Dropped;
-
-/// The 200 body, field for field as CoreWeave sends it.
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct CredentialsBody<'a> {
-    access_key_id: &'a str,
-    secret_access_key: &'a str,
-    token: &'a str,
-    expiration: String,
-    #[serde(rename = "attributes")]
-    attributes: Attributes,
+/// Where a credential request goes.
+#[derive(Debug)]
+enum Route {
+    /// A GET on the GET exchange's path.
+    Get,
+    /// A POST on the POST exchange's path, while it is offered, with its body read and checked.
+    Post(Result<post::PostBody, post::Refusal>),
+    /// 404.
+    NotFound,
+    /// 405 with this `Allow` value.
+    MethodNotAllowed(&'static str),
 }
 
-#[derive(Serialize)]
-struct Attributes {
-    #[serde(rename = "cw-role")]
-    cw_role: String,
-}
-
-/// Serves one request on the stand-in's listener.
+/// Serves one credential request (anything outside the control API).
 pub(super) async fn handle(
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     req: Request<hyper::body::Incoming>,
 ) -> Result<Resp, Dropped> {
-    if req.uri().path().starts_with(CONTROL_PATH_PREFIX) {
-        return Ok(control::handle(&shared, req).await);
-    }
-    let auth = req.headers().get(header::AUTHORIZATION).map(|v| {
+    let (parts, body) = req.into_parts();
+    let auth = parts.headers.get(header::AUTHORIZATION).map(|v| {
         let bytes = v.as_bytes();
         let bearer = bytes.len() >= 7 && bytes[..7].eq_ignore_ascii_case(b"bearer ");
         (bytes.len(), bearer)
     });
-    // Record before counting, so a test woken by `wait_for_calls` sees this request's header.
-    shared.state().last_authorization = auth;
-    shared.calls.send_modify(|calls| *calls += 1);
-
-    match shared.next_fault() {
-        None => {}
-        Some(Fault::Status(status)) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return Ok(error(status, "injected fault"));
+    let route = route(&shared, &parts, body).await;
+    {
+        let mut state = shared.state();
+        state.last_authorization = auth;
+        if let Route::Post(Ok(post)) = &route {
+            state.last_post = Some(post.request.clone());
         }
-        Some(Fault::Throttle { retry_after }) => {
+    }
+    shared.count(&parts.method);
+
+    if let Some(fault) = shared.next_fault() {
+        let is_post = matches!(route, Route::Post(_));
+        if let Some(resp) = inject(fault, is_post, &shutdown).await? {
+            return Ok(resp);
+        }
+    }
+    Ok(match route {
+        Route::Get => get::answer(&shared, &parts.headers),
+        Route::Post(body) => post::answer(&shared, body),
+        Route::NotFound => error(StatusCode::NOT_FOUND, "no such route or organization"),
+        Route::MethodNotAllowed(allow) => {
+            let message = match allow {
+                "" => "no method is allowed here".to_owned(),
+                allow => format!("only {allow} is allowed"),
+            };
+            let mut resp = error(StatusCode::METHOD_NOT_ALLOWED, &message);
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            resp
+        }
+    })
+}
+
+/// Routes a request, reading the body of a POST on the POST's path. That path refuses as
+/// configured when the POST is not offered; other bodies are never read.
+async fn route(shared: &Shared, parts: &Parts, body: hyper::body::Incoming) -> Route {
+    let (method, path) = (&parts.method, parts.uri.path());
+    if path == shared.path {
+        return match *method {
+            Method::GET => Route::Get,
+            _ => Route::MethodNotAllowed("GET"),
+        };
+    }
+    if path != POST_EXCHANGE_PATH {
+        return Route::NotFound;
+    }
+    let offered = shared.state().post.exchange;
+    match (offered, method) {
+        (PostExchange::Offered, &Method::POST) => {
+            Route::Post(post::read(&parts.headers, body).await)
+        }
+        (PostExchange::Offered, _) => Route::MethodNotAllowed("POST"),
+        (PostExchange::NotFound, _) => Route::NotFound,
+        (PostExchange::MethodNotAllowed, _) => Route::MethodNotAllowed(""),
+    }
+}
+
+/// Carries out `fault`: `Ok(Some)` answers instead of the normal answer, `Ok(None)` goes on to
+/// the normal answer (after a delay), `Err` drops the connection.
+async fn inject(
+    fault: Fault,
+    is_post: bool,
+    shutdown: &CancellationToken,
+) -> Result<Option<Resp>, Dropped> {
+    let status_or_500 =
+        |status| StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match fault {
+        Fault::Status(status) => Ok(Some(error(status_or_500(status), "injected fault"))),
+        Fault::Throttle { retry_after } => {
             let mut resp = error(StatusCode::TOO_MANY_REQUESTS, "injected throttle");
             match retry_after.as_deref().map(HeaderValue::from_str) {
                 None => {}
@@ -73,160 +118,31 @@ pub(super) async fn handle(
                 }
                 Some(Err(_)) => tracing::warn!("stand-in: Retry-After value is not a valid header"),
             }
-            return Ok(resp);
+            Ok(Some(resp))
         }
-        Some(Fault::Delay(delay)) => {
+        Fault::Delay(delay) => {
             tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = shutdown.cancelled() => return Err(Dropped),
+                () = tokio::time::sleep(delay) => Ok(None),
+                () = shutdown.cancelled() => Err(Dropped),
             }
         }
-        Some(Fault::Hang) => {
+        Fault::Hang => {
             shutdown.cancelled().await;
-            return Err(Dropped);
+            Err(Dropped)
         }
-        Some(Fault::Body { status, body }) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return Ok(json_response(status, body.into()));
-        }
-        Some(Fault::CloseConnection) => return Err(Dropped),
-        Some(Fault::TruncatedBody) => {
-            let mut resp =
-                json_response(StatusCode::OK, Bytes::from_static(b"{\"AccessKeyId\":\"A"));
+        Fault::Body { status, body } => Ok(Some(json_response(status_or_500(status), body.into()))),
+        Fault::CloseConnection => Err(Dropped),
+        Fault::TruncatedBody => {
+            // The start of the body this route would send, cut short.
+            let start: &'static [u8] = if is_post {
+                b"{\"accessKeyId\":\"A"
+            } else {
+                b"{\"AccessKeyId\":\"A"
+            };
+            let mut resp = json_response(StatusCode::OK, Bytes::from_static(start));
             resp.headers_mut()
                 .insert(header::CONTENT_LENGTH, HeaderValue::from_static("4096"));
-            return Ok(resp);
+            Ok(Some(resp))
         }
     }
-    Ok(exchange(&shared, &req))
-}
-
-/// The normal answer to a credential request.
-fn exchange<B>(shared: &Shared, req: &Request<B>) -> Resp {
-    if req.uri().path() != shared.path {
-        return error(StatusCode::NOT_FOUND, "no such route or organization");
-    }
-    if req.method() != Method::GET {
-        let mut resp = error(StatusCode::METHOD_NOT_ALLOWED, "only GET is allowed");
-        resp.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET"));
-        return resp;
-    }
-    let Some(auth) = req.headers().get(header::AUTHORIZATION) else {
-        return error(StatusCode::UNAUTHORIZED, "missing Authorization header");
-    };
-    let Ok(token) = auth.to_str() else {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "Authorization header is not a token",
-        );
-    };
-    let now = now();
-    let identity = match authenticate(shared, token, now) {
-        Ok(identity) => identity,
-        // The message is a fixed string per failure kind; it never contains the token.
-        Err(e) => return error(StatusCode::UNAUTHORIZED, &e.to_string()),
-    };
-    let mut state = shared.state();
-    let Some(expiration) = expiration(now, state.lifetime) else {
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "credential lifetime out of range",
-        );
-    };
-    let body = CredentialsBody {
-        access_key_id: &state.access_key_id,
-        secret_access_key: state.secret_access_key.expose(),
-        token: state.session_token.expose(),
-        expiration,
-        attributes: Attributes {
-            cw_role: format!("{}:{}", identity.iss, identity.sub),
-        },
-    };
-    match serde_json::to_vec(&body) {
-        Ok(body) => {
-            state.last_subject = Some(identity.sub.clone());
-            shared.successes.fetch_add(1, Ordering::SeqCst);
-            json_response(StatusCode::OK, body.into())
-        }
-        Err(_) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "encoding credentials failed",
-        ),
-    }
-}
-
-/// Accepts `token` if one verifier verifies it and its claims are valid now. A failure against
-/// one verifier is not final. If every verifier fails, the error is `Signature` when at least one
-/// verifier had the token's algorithm, and `Algorithm` otherwise.
-fn authenticate(
-    shared: &Shared,
-    token: &str,
-    now: SystemTime,
-) -> Result<jwt::Identity, StandInError> {
-    // Verifiers are cheap to clone (an `Arc` of key bytes); no lock is held while verifying.
-    let verifiers = shared.state().verifiers.clone();
-    let mut failure = StandInError::Algorithm;
-    for verifier in &verifiers {
-        match verifier.verify(token) {
-            Ok(claims) => return jwt::check_claims(&claims, now, shared.audience.as_deref()),
-            Err(e @ StandInError::Malformed(_)) => return Err(e),
-            Err(StandInError::Algorithm) => {}
-            Err(e) => failure = e,
-        }
-    }
-    Err(failure)
-}
-
-/// `now + lifetime` as `YYYY-MM-DDTHH:MM:SSZ` (UTC, whole seconds), or `None` if out of range.
-pub(super) fn expiration(now: SystemTime, lifetime: Duration) -> Option<String> {
-    let secs = now
-        .duration_since(UNIX_EPOCH)
-        .ok()?
-        .as_secs()
-        .checked_add(lifetime.as_secs())?;
-    let at = OffsetDateTime::from_unix_timestamp(i64::try_from(secs).ok()?).ok()?;
-    at.format(format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
-    ))
-    .ok()
-}
-
-/// A JSON error body `{"code","message"}` with a gRPC-style code name for `status`.
-pub(super) fn error(status: StatusCode, message: &str) -> Resp {
-    let code = match status.as_u16() {
-        400 => "invalid_argument",
-        401 => "unauthenticated",
-        403 => "permission_denied",
-        404 => "not_found",
-        405 => "method_not_allowed",
-        409 => "failed_precondition",
-        429 => "resource_exhausted",
-        500 => "internal",
-        501 => "unimplemented",
-        503 => "unavailable",
-        504 => "deadline_exceeded",
-        _ => "unknown",
-    };
-    let body = serde_json::json!({"code": code, "message": message}).to_string();
-    json_response(status, body.into())
-}
-
-/// `status` with `body` as `application/json` and a `Date` header.
-pub(super) fn json_response(status: StatusCode, body: Bytes) -> Resp {
-    let mut resp = with_date(Response::new(Full::new(body)));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
-}
-
-/// Adds a `Date` header (IMF-fixdate) from the stand-in's clock.
-pub(super) fn with_date(mut resp: Resp) -> Resp {
-    if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(now())) {
-        resp.headers_mut().insert(header::DATE, date);
-    }
-    resp
 }
