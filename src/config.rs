@@ -22,6 +22,7 @@
 mod duration;
 mod error;
 mod image;
+mod key;
 mod node;
 mod proxy;
 mod refresh;
@@ -33,6 +34,11 @@ mod webhook;
 pub use self::duration::parse_duration;
 pub use self::error::ConfigError;
 pub use self::image::image_reference;
+pub use self::key::{
+    check_key_attributes, parse_key_attribute, parse_key_lifetime, ExchangeMethod, KeyAttribute,
+    KeyRequest, AGENT_ATTRIBUTES, MAX_ATTRIBUTE_VALUE, MAX_KEY_ATTRIBUTES, MAX_KEY_LIFETIME,
+    MIN_KEY_LIFETIME,
+};
 pub use self::node::{CacheConfig, NodeConfig, SourceLimits, VerifyConfig};
 pub use self::proxy::{
     proxy_settings, ProxyOrigin, ProxySettings, ProxyUrl, HTTPS_PROXY_VARS, HTTP_PROXY_VARS,
@@ -46,8 +52,9 @@ pub use self::sidecar_proxy::{
     injected_https_proxy, injected_no_proxy, InjectedProxyError, MAX_NO_PROXY_LEN,
 };
 pub use self::upstream::{
-    check_fetch_url, is_loopback_host, refresh_policy, upstream_config, valid_org_id, valid_region,
-    OutboundConfig, UpstreamConfig, COREWEAVE_EXCHANGE_BASE, ORG_ID_RULE, REGION_RULE,
+    check_fetch_url, is_loopback_host, post_target, refresh_policy, upstream_config, valid_org_id,
+    valid_region, OutboundConfig, UpstreamConfig, COREWEAVE_EXCHANGE_BASE, ORG_ID_RULE,
+    REGION_RULE,
 };
 #[cfg(test)]
 pub(crate) use self::webhook::tests::config as webhook_config_from_flags;

@@ -146,6 +146,7 @@ async fn run_in(
             extra_roots: Vec::new(),
             // The stand-in is on loopback: always reached directly.
             proxy: ProxySettings::none(),
+            method: crate::config::ExchangeMethod::Get,
         },
         listen: config.listen,
         admin_listen: config.admin_listen,

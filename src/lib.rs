@@ -34,7 +34,9 @@
 //! 2. `cli`: the clap surface of every subcommand.
 //! 3. `config`: the typed configuration every stage consumes, validated
 //!    before anything is bound.
-//! 4. `credentials`: the credentials type.
+//! 4. `credentials`, `jwt`: the credentials type; a JWT's shape and its
+//!    unverified claims (who the token names: the exchange tags keys with
+//!    them, the audit line records them).
 //! 5. `wire`: every format credentials are served in (ECS, IMDS,
 //!    `credential_process`, the credentials file, `Expiration`).
 //! 6. `outbound`: the one HTTP(S) client (proxy, roots, timeouts).
@@ -72,6 +74,7 @@ pub mod credentials;
 pub mod demo;
 pub mod dirwatch;
 pub mod exchange;
+pub mod jwt;
 pub mod metrics;
 pub mod node;
 pub mod ops;

@@ -20,14 +20,14 @@
 //! - `source`: the task ([`spawn`]) and its configuration.
 //! - `read`: one validated read of the file, [`Token`], [`read_token`].
 //! - the notify watch on the directory is [`crate::dirwatch`].
-//! - `jwt`: shape checks and claims; `mountinfo`: the `subPath` check.
+//! - `mountinfo`: the `subPath` check; the token's shape and claims are
+//!   [`crate::jwt`]'s.
 
-pub mod jwt;
 pub mod mountinfo;
 mod read;
 mod source;
 
-pub use self::jwt::{Claims, JwtError, MAX_TOKEN_BYTES};
 pub use self::mountinfo::is_subpath_mount;
 pub use self::read::{read_token, ReadError, Token};
 pub use self::source::{derived_poll_interval, spawn, TokenSourceConfig};
+pub use crate::jwt::{Claims, JwtError, MAX_TOKEN_BYTES};

@@ -186,6 +186,37 @@ pub fn json_object(body: &[u8]) -> Result<Map<String, Value>, WireError> {
     }
 }
 
+/// The field names of one answer shape that carries credentials.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields {
+    /// The access key id.
+    pub access_key_id: &'static str,
+    /// The secret access key.
+    pub secret_access_key: &'static str,
+    /// The session token, if the shape has one (absent or null is empty).
+    pub session_token: Option<&'static str>,
+    /// The expiry, RFC 3339 with a zone.
+    pub expiration: &'static str,
+}
+
+/// The ECS container-credentials shape, which the upstream's GET exchange
+/// shares: `AccessKeyId`, `SecretAccessKey`, `Token`, `Expiration`.
+pub const ECS_FIELDS: Fields = Fields {
+    access_key_id: "AccessKeyId",
+    secret_access_key: "SecretAccessKey",
+    session_token: Some("Token"),
+    expiration: "Expiration",
+};
+
+/// The upstream's POST exchange ("Create access key from OIDC"):
+/// `accessKeyId`, `secretKey`, `expiry`, and no session token.
+pub const POST_EXCHANGE_FIELDS: Fields = Fields {
+    access_key_id: "accessKeyId",
+    secret_access_key: "secretKey",
+    session_token: None,
+    expiration: "expiry",
+};
+
 /// Takes the ECS fields out of `obj`: `AccessKeyId`, `SecretAccessKey`,
 /// `Token` (absent or null is empty), `Expiration` (RFC 3339 with a zone,
 /// held in UTC from here on) and `AccountId`. `role` is left unset.
@@ -193,14 +224,24 @@ pub fn credentials_from(
     obj: &mut Map<String, Value>,
     server_date: Option<SystemTime>,
 ) -> Result<Credentials, WireError> {
-    let access_key_id = required(obj, "AccessKeyId")?;
-    let secret_access_key = Secret::new(required(obj, "SecretAccessKey")?);
-    let session_token = match obj.remove("Token") {
+    credentials_with(obj, ECS_FIELDS, server_date)
+}
+
+/// Takes the credentials named by `fields` out of `obj`, as
+/// [`credentials_from`] does for the ECS shape.
+pub fn credentials_with(
+    obj: &mut Map<String, Value>,
+    fields: Fields,
+    server_date: Option<SystemTime>,
+) -> Result<Credentials, WireError> {
+    let access_key_id = required(obj, fields.access_key_id)?;
+    let secret_access_key = Secret::new(required(obj, fields.secret_access_key)?);
+    let session_token = match fields.session_token.and_then(|f| obj.remove(f)) {
         None | Some(Value::Null) => Secret::new(String::new()),
         Some(Value::String(s)) => Secret::new(s),
         Some(_) => return Err(malformed("Token is not a string")),
     };
-    let raw_expiration = Zeroizing::new(required(obj, "Expiration")?);
+    let raw_expiration = Zeroizing::new(required(obj, fields.expiration)?);
     // A time whose UTC date falls outside years 1-9999 is refused here, so
     // no later conversion or formatting can fail.
     let expiration = OffsetDateTime::parse(&raw_expiration, &Rfc3339)
@@ -208,7 +249,10 @@ pub fn credentials_from(
         .and_then(|t| t.checked_to_offset(time::UtcOffset::UTC))
         .filter(|t| t.year() >= 1)
         .ok_or_else(|| {
-            malformed("Expiration is not an RFC 3339 time with a zone (e.g. 2026-03-14T21:44:43Z)")
+            malformed(format!(
+                "{} is not an RFC 3339 time with a zone (e.g. 2026-03-14T21:44:43Z)",
+                fields.expiration
+            ))
         })?;
     let account_id = obj.get("AccountId").and_then(Value::as_str).map(label);
     Ok(Credentials {

@@ -13,7 +13,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use credagent::token::jwt::{decode, MAX_TOKEN_BYTES};
+use credagent::jwt::{decode, MAX_TOKEN_BYTES};
 use libfuzzer_sys::fuzz_target;
 
 fn is_base64url(b: u8) -> bool {

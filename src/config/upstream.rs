@@ -11,6 +11,7 @@ use rustls_pki_types::CertificateDer;
 
 use super::duration::parse_duration;
 use super::error::ConfigError;
+use super::key::ExchangeMethod;
 use super::proxy::{proxy_settings, ProxySettings};
 use super::refresh::RefreshPolicy;
 use crate::cli::{TuningArgs, UpstreamArgs};
@@ -32,6 +33,9 @@ pub struct UpstreamConfig {
     pub extra_roots: Vec<CertificateDer<'static>>,
     /// The proxy for outbound connections (`--proxy`, `HTTPS_PROXY`, ...).
     pub proxy: ProxySettings,
+    /// Which exchange `url` offers: the GET (the upstream picks the
+    /// lifetime) or the POST (`--key-lifetime`).
+    pub method: ExchangeMethod,
 }
 
 /// What the one outbound HTTP(S) client is built from: every caller (the
@@ -68,6 +72,7 @@ impl std::fmt::Debug for UpstreamConfig {
             .field("timeout", &self.timeout)
             .field("extra_roots", &self.extra_roots.len())
             .field("proxy", &self.proxy)
+            .field("method", &self.method)
             .finish()
     }
 }
@@ -133,6 +138,7 @@ pub fn upstream_config(
         timeout,
         extra_roots,
         proxy,
+        method: ExchangeMethod::Get,
     })
 }
 
@@ -209,6 +215,29 @@ pub(super) fn org_url(org: &str) -> Result<Uri, ConfigError> {
         .map_err(|e| ConfigError::new("--org-id", format!("builds no valid URL ({e})")))
 }
 
+/// The POST exchange's URL and org id from the GET exchange's URL, which
+/// ends in `/ORG`: the same URL without its last path segment (CoreWeave's
+/// `…/temporary-credentials/oidc/ORG` → `…/temporary-credentials/oidc`).
+pub fn post_target(get_url: &http::Uri) -> Result<(http::Uri, String), String> {
+    let path = get_url.path();
+    let Some((base, org)) = path.trim_end_matches('/').rsplit_once('/') else {
+        return Err("must end in /ORG-ID to be used with --key-lifetime".into());
+    };
+    if base.is_empty() || !valid_org_id(org) || get_url.query().is_some() {
+        return Err(
+            "must end in /ORG-ID (the GET exchange's form, e.g. https://api.coreweave.com/v1/cwobject/temporary-credentials/oidc/ORG-ID) to be used with --key-lifetime".into(),
+        );
+    }
+    let mut parts = get_url.clone().into_parts();
+    parts.path_and_query = Some(
+        base.parse()
+            .map_err(|_| "makes no URL without its last path segment".to_owned())?,
+    );
+    let url = http::Uri::from_parts(parts)
+        .map_err(|_| "makes no URL without its last path segment".to_owned())?;
+    Ok((url, org.to_owned()))
+}
+
 /// Checks a URL the agent fetches documents from (issuer discovery, key
 /// sets): `https`, or plain `http` only to a loopback address.
 pub fn check_fetch_url(uri: &Uri) -> Result<(), String> {
@@ -278,6 +307,34 @@ mod tests {
         assert!(e.to_string().contains("loopback"), "{e}");
         assert!(exchange_url("ftp://x/y").is_err());
         assert!(exchange_url("/relative").is_err());
+    }
+
+    #[test]
+    fn post_targets() {
+        let (url, org) = post_target(
+            &"https://api.coreweave.com/v1/cwobject/temporary-credentials/oidc/my-org"
+                .parse()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            url.to_string(),
+            "https://api.coreweave.com/v1/cwobject/temporary-credentials/oidc"
+        );
+        assert_eq!(org, "my-org");
+        let (url, org) = post_target(&"http://127.0.0.1:9/x/oidc/o/".parse().unwrap()).unwrap();
+        assert_eq!(
+            (url.to_string().as_str(), org.as_str()),
+            ("http://127.0.0.1:9/x/oidc", "o")
+        );
+        for bad in [
+            "https://h/org",
+            "https://h/",
+            "https://h/a/b?c=d",
+            "https://h/a/b%20c",
+        ] {
+            assert!(post_target(&bad.parse().unwrap()).is_err(), "{bad}");
+        }
     }
 
     #[test]

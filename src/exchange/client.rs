@@ -19,4 +19,10 @@ pub trait Exchange: Send + Sync + 'static {
         &'a self,
         token: &'a Secret,
     ) -> BoxFuture<'a, Result<Credentials, ExchangeError>>;
+
+    /// Which of the upstream's exchanges this is (`get` or `post`), for the
+    /// audit line and `credagent_keys_issued_total`.
+    fn method(&self) -> &'static str {
+        "get"
+    }
 }

@@ -55,6 +55,18 @@ pub enum ExchangeError {
     /// The token cannot be sent as an HTTP header value.
     #[error("the token contains characters that cannot be sent in a header")]
     InvalidToken,
+    /// 400 to the POST exchange: the upstream refused what was asked for.
+    #[error("upstream refused the key request (HTTP 400): check --key-lifetime (15m to 12h) and --key-attribute (names, values, how many)")]
+    KeyRequestRefused,
+    /// 404 or 405 to the POST exchange: the upstream does not offer it here.
+    #[error("upstream does not offer the POST exchange at {url} (HTTP {status}): check --exchange-url, or remove --key-lifetime to use the GET exchange")]
+    PostNotOffered {
+        /// The status the upstream answered.
+        status: u16,
+        /// The URL posted to (never holds a secret: user-info is refused
+        /// in upstream URLs).
+        url: String,
+    },
 }
 
 /// What a failure says about the token that was exchanged.
@@ -63,8 +75,9 @@ pub enum Disposition {
     /// The upstream refused this token (401, 403, 400, 404) or it cannot be
     /// sent: the same token will fail again, another may not.
     Denied,
-    /// Not the token's fault (5xx, 429, timeouts, transport, a bad answer):
-    /// the same token may succeed later.
+    /// Not the token's fault (5xx, 429, timeouts, transport, a bad answer,
+    /// a POST exchange the upstream refuses for every token): the same
+    /// token may succeed later.
     Retry,
 }
 
@@ -85,12 +98,14 @@ impl ExchangeError {
             Self::Malformed(_) => "malformed",
             Self::Expired { .. } => "expired",
             Self::InvalidToken => "invalid_token",
+            Self::KeyRequestRefused => "key_request_refused",
+            Self::PostNotOffered { .. } => "post_not_offered",
         }
     }
 
     /// Every [`class`](Self::class) there is, for metrics that show each
     /// series from the start.
-    pub const CLASSES: [&'static str; 11] = [
+    pub const CLASSES: [&'static str; 13] = [
         "auth_rejected",
         "throttled",
         "upstream_error",
@@ -102,6 +117,8 @@ impl ExchangeError {
         "malformed",
         "expired",
         "invalid_token",
+        "key_request_refused",
+        "post_not_offered",
     ];
 
     /// Whether retrying the same token can help.
@@ -134,7 +151,9 @@ impl ExchangeError {
             Self::Malformed(_) | Self::Expired { .. } => 200,
             Self::AuthRejected { status }
             | Self::Upstream { status }
-            | Self::UnexpectedStatus { status } => *status,
+            | Self::UnexpectedStatus { status }
+            | Self::PostNotOffered { status, .. } => *status,
+            Self::KeyRequestRefused => 400,
             Self::Throttled { .. } => 429,
             // A proxy's refusal is not the upstream's answer.
             Self::Transport(_) | Self::Proxy(_) | Self::Timeout(_) | Self::InvalidToken => 0,
@@ -196,6 +215,18 @@ mod tests {
                 "4xx",
             ),
             (ExchangeError::InvalidToken, Disposition::Denied, "error"),
+            // The agent's configuration, not the token: every token fails
+            // alike, so node mode answers 503 (not the Pod's fault) and
+            // reports itself unready, and retries back off.
+            (ExchangeError::KeyRequestRefused, Disposition::Retry, "4xx"),
+            (
+                ExchangeError::PostNotOffered {
+                    status: 405,
+                    url: "https://api.example/oidc".into(),
+                },
+                Disposition::Retry,
+                "4xx",
+            ),
             (
                 ExchangeError::Upstream { status: 503 },
                 Disposition::Retry,

@@ -2,16 +2,18 @@
 
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use http::header::{
     HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, DATE, RETRY_AFTER, USER_AGENT,
 };
 use http::{Method, Request, StatusCode, Uri};
-use http_body_util::Empty;
+use http_body_util::Full;
 
 use super::client::{BoxFuture, Exchange};
 use super::error::ExchangeError;
 use super::parse::{parse_credentials, MAX_RESPONSE_BYTES};
-use crate::config::UpstreamConfig;
+use super::post;
+use crate::config::{ExchangeMethod, UpstreamConfig};
 use crate::credentials::Credentials;
 use crate::outbound::{read_body, BodyError, BuildError, Outbound, SendError};
 use crate::secret::Secret;
@@ -25,6 +27,7 @@ pub struct HttpExchanger {
     client: Outbound,
     url: Uri,
     timeout: Duration,
+    method: ExchangeMethod,
 }
 
 // === impl HttpExchanger ===
@@ -36,23 +39,42 @@ impl HttpExchanger {
             client: Outbound::new(&config.outbound())?,
             url: config.url.clone(),
             timeout: config.timeout,
+            method: config.method.clone(),
         })
     }
 
-    async fn call(&self, token: &Secret) -> Result<Credentials, ExchangeError> {
-        let mut auth =
-            HeaderValue::from_str(token.expose()).map_err(|_| ExchangeError::InvalidToken)?;
-        auth.set_sensitive(true);
-        let req = Request::builder()
-            .method(Method::GET)
+    /// The request of one exchange of `token`: the GET with the token as
+    /// `Authorization`, or the POST with it in the body.
+    fn request(&self, token: &Secret) -> Result<Request<Full<Bytes>>, ExchangeError> {
+        let builder = Request::builder()
             .uri(self.url.clone())
-            .header(AUTHORIZATION, auth)
             .header(ACCEPT, "application/json")
             // The upstream's documented example sends it on the GET too.
             .header(CONTENT_TYPE, "application/json")
-            .header(USER_AGENT, concat!("credagent/", env!("CARGO_PKG_VERSION")))
-            .body(Empty::new())
-            .map_err(|e| ExchangeError::Transport(format!("cannot build request: {e}")))?;
+            .header(USER_AGENT, concat!("credagent/", env!("CARGO_PKG_VERSION")));
+        let req = match &self.method {
+            ExchangeMethod::Get => {
+                let mut auth = HeaderValue::from_str(token.expose())
+                    .map_err(|_| ExchangeError::InvalidToken)?;
+                auth.set_sensitive(true);
+                builder
+                    .method(Method::GET)
+                    .header(AUTHORIZATION, auth)
+                    .body(Full::default())
+            }
+            ExchangeMethod::Post { org_id, key } => {
+                // The claims name the workload the key is tagged with; the
+                // upstream verifies the token itself.
+                let claims = crate::jwt::decode(token.expose()).ok();
+                let body = post::request_body(token, org_id, key, claims.as_ref());
+                builder.method(Method::POST).body(Full::new(body))
+            }
+        };
+        req.map_err(|e| ExchangeError::Transport(format!("cannot build request: {e}")))
+    }
+
+    async fn call(&self, token: &Secret) -> Result<Credentials, ExchangeError> {
+        let req = self.request(token)?;
         let rsp = self.client.send(req).await.map_err(|e| match e {
             SendError::Proxy(p) => ExchangeError::Proxy(p),
             SendError::Transport(m) => ExchangeError::Transport(m),
@@ -69,7 +91,16 @@ impl HttpExchanger {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, server_date.unwrap_or_else(SystemTime::now)));
         if status != StatusCode::OK {
-            return Err(classify(status, retry_after));
+            return Err(match (&self.method, status.as_u16()) {
+                (ExchangeMethod::Post { .. }, 400) => ExchangeError::KeyRequestRefused,
+                (ExchangeMethod::Post { .. }, code @ (404 | 405)) => {
+                    ExchangeError::PostNotOffered {
+                        status: code,
+                        url: self.url.to_string(),
+                    }
+                }
+                _ => classify(status, retry_after),
+            });
         }
         let body = read_body(rsp, MAX_RESPONSE_BYTES)
             .await
@@ -77,7 +108,10 @@ impl HttpExchanger {
                 BodyError::TooLarge(_) => ExchangeError::Malformed(e.to_string()),
                 BodyError::Broken(_) => ExchangeError::Transport(e.to_string()),
             })?;
-        parse_credentials(&body, server_date)
+        match self.method {
+            ExchangeMethod::Get => parse_credentials(&body, server_date),
+            ExchangeMethod::Post { .. } => post::parse_answer(&body, server_date),
+        }
     }
 }
 
@@ -93,6 +127,10 @@ impl Exchange for HttpExchanger {
             }
         })
     }
+
+    fn method(&self) -> &'static str {
+        self.method.label()
+    }
 }
 
 impl std::fmt::Debug for HttpExchanger {
@@ -100,6 +138,7 @@ impl std::fmt::Debug for HttpExchanger {
         f.debug_struct("HttpExchanger")
             .field("url", &self.url.to_string())
             .field("timeout", &self.timeout)
+            .field("method", &self.method.label())
             .finish()
     }
 }

@@ -19,6 +19,12 @@ pub struct RefreshMetrics {
     /// `credagent_last_refresh_success_timestamp_seconds`: the last exchange
     /// that succeeded, for any identity.
     pub last_success: Gauge,
+    /// `credagent_keys_issued_total{exchange}`: keys the upstream issued,
+    /// by exchange (`get`, `post`); each has one audit log line.
+    pub keys_issued: IntCounterVec,
+    /// `credagent_key_lifetime_seconds`: the lifetime of the last key
+    /// issued, as granted (on the upstream's clock).
+    pub key_lifetime: Gauge,
 }
 
 /// The sidecar's gauges about the one identity it serves.
@@ -62,6 +68,16 @@ impl RefreshMetrics {
             last_success: m.gauge(
                 "last_refresh_success_timestamp_seconds",
                 "When the last exchange succeeded, Unix seconds.",
+            )?,
+            keys_issued: m.counter_vec(
+                "keys_issued_total",
+                "Access keys the upstream issued, by exchange (get, post); each is logged on the credagent::audit target.",
+                &["exchange"],
+                &["get", "post"],
+            )?,
+            key_lifetime: m.gauge(
+                "key_lifetime_seconds",
+                "Lifetime of the last access key issued, as granted, in seconds.",
             )?,
         })
     }

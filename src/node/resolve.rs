@@ -23,9 +23,9 @@ use super::cache::{Cache, FillResult, FillState, Lookup};
 use super::fill::{Filler, Miss, Start};
 use super::identity::{digest, Digest, Who};
 use crate::clock::{unix_seconds, SharedClock};
+use crate::jwt;
 use crate::metrics::NodeMetrics;
 use crate::node::verify::{Verdict, Verify};
-use crate::token::jwt;
 
 /// Largest token node mode accepts: a Kubernetes projected token is about
 /// 1-2 KiB; the bound keeps what a hostile Pod can make the agent hold small.

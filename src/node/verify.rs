@@ -21,7 +21,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use http::header::ACCEPT;
 use http::{Request, StatusCode, Uri};
-use http_body_util::Empty;
+use http_body_util::Full;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use parking_lot::Mutex;
@@ -31,9 +31,9 @@ use tracing::{info, warn};
 
 use crate::clock::{unix_seconds, SharedClock};
 use crate::exchange::BoxFuture;
+use crate::jwt::Claims;
 use crate::metrics::VerifyMetrics;
 use crate::outbound::{read_body, Outbound};
-use crate::token::jwt::Claims;
 
 /// Clock difference tolerated on `exp` and `nbf`.
 pub const LEEWAY: Duration = Duration::from_secs(30);
@@ -346,7 +346,7 @@ impl KeyVerifier {
     async fn get(&self, url: &Uri) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
         let req = Request::get(url.clone())
             .header(ACCEPT, "application/json")
-            .body(Empty::new())
+            .body(Full::default())
             .map_err(|e| e.to_string())?;
         let rsp = self
             .client

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::PROXY_AUTHORIZATION;
 use http::{Request, Response, Uri};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -25,7 +25,7 @@ const POOL_IDLE: Duration = Duration::from_secs(90);
 /// An HTTP(S) client. Cheap to clone (the pool is shared).
 #[derive(Clone)]
 pub struct Outbound {
-    client: Client<HttpsConnector<Connector>, Empty<Bytes>>,
+    client: Client<HttpsConnector<Connector>, Full<Bytes>>,
     connector: Connector,
     routes: Arc<Routes>,
 }
@@ -76,7 +76,7 @@ impl Outbound {
     /// the time.
     pub async fn send(
         &self,
-        mut req: Request<Empty<Bytes>>,
+        mut req: Request<Full<Bytes>>,
     ) -> Result<Response<Incoming>, SendError> {
         if let Route::Proxy(via) = self.routes.route(req.uri()) {
             // Plain http through a proxy: the request itself carries the

@@ -15,7 +15,11 @@
 //!
 //! Every attempt is counted in `credagent_refreshes_total{result}`,
 //! `credagent_refresh_duration_seconds` and
-//! `credagent_upstream_responses_total{class}`, whichever mode ran it.
+//! `credagent_upstream_responses_total{class}`, whichever mode ran it. Every
+//! key issued is counted in `credagent_keys_issued_total{exchange}` and
+//! logged once on the `credagent::audit` target (the audit trail: the key
+//! id, its principal and expiry, and the Pod and ServiceAccount it was
+//! issued for).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +29,7 @@ use tokio::time::Instant;
 use crate::clock::{unix_seconds, SharedClock};
 use crate::config::RefreshPolicy;
 use crate::credentials::Credentials;
+use crate::exchange::post::Workload;
 use crate::exchange::{Disposition, Exchange, ExchangeError};
 use crate::metrics::RefreshMetrics;
 use crate::secret::Secret;
@@ -152,6 +157,7 @@ impl Engine {
                 attempts.last_error = None;
                 self.metrics.refreshes.with_label_values(&["ok"]).inc();
                 self.metrics.last_success.set(unix_seconds(now));
+                self.audit(token, &credentials, lifetime);
                 Outcome::Fresh(Fresh {
                     credentials,
                     lifetime,
@@ -181,6 +187,35 @@ impl Engine {
                 })
             }
         }
+    }
+}
+
+impl Engine {
+    /// The audit trail: one line per key issued, on the `credagent::audit`
+    /// target, naming the key, its principal and expiry, and the workload
+    /// the token names; never the secret or the token.
+    fn audit(&self, token: &Secret, credentials: &Credentials, lifetime: Duration) {
+        let method = self.exchange.method();
+        self.metrics.keys_issued.with_label_values(&[method]).inc();
+        self.metrics.key_lifetime.set(lifetime.as_secs_f64());
+        let who = crate::jwt::decode(token.expose())
+            .map(|c| Workload::of(&c))
+            .unwrap_or_default();
+        tracing::info!(
+            target: "credagent::audit",
+            event = "key_issued",
+            exchange = method,
+            access_key_id = %credentials.access_key_id,
+            principal = credentials.role.as_deref(),
+            expiration = %crate::wire::format_expiration(credentials.expiration),
+            lifetime_s = lifetime.as_secs(),
+            namespace = who.namespace.as_deref(),
+            pod = who.pod.as_deref(),
+            pod_uid = who.pod_uid.as_deref(),
+            service_account = who.service_account.as_deref(),
+            node = who.node.as_deref(),
+            "access key issued"
+        );
     }
 }
 

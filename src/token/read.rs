@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::time::sleep;
 
-use super::jwt::{self, Claims, JwtError, MAX_TOKEN_BYTES};
+use crate::jwt::{self, Claims, JwtError, MAX_TOKEN_BYTES};
 use crate::secret::Secret;
 
 /// A validated projected token and what it says about itself.

@@ -11,11 +11,11 @@ use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::jwt;
 use super::mountinfo::warn_if_subpath;
 use super::read::{read_with_retry, Token};
 use crate::clock::SharedClock;
 use crate::dirwatch::watch_parent;
+use crate::jwt;
 use crate::metrics::TokenMetrics;
 use crate::secret::Secret;
 

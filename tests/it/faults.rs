@@ -160,6 +160,7 @@ async fn upstream_down_at_start_then_up() {
             timeout: Duration::from_secs(2),
             extra_roots: vec![],
             proxy: Default::default(),
+            method: credagent::config::ExchangeMethod::Get,
         },
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_listen: "127.0.0.1:0".parse().unwrap(),

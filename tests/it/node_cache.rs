@@ -56,7 +56,7 @@ impl Exchange for Upstream {
         token: &'a Secret,
     ) -> BoxFuture<'a, Result<Credentials, ExchangeError>> {
         Box::pin(async move {
-            let sub = credagent::token::jwt::decode(token.expose())
+            let sub = credagent::jwt::decode(token.expose())
                 .ok()
                 .and_then(|c| c.sub)
                 .unwrap_or_default();

@@ -235,7 +235,7 @@ async fn two_hundred_swaps_leak_no_descriptor_or_watch() {
         let updated =
             metric(&m, r#"credagent_token_reloads_total{result="updated"}"#).unwrap_or(0.0);
         let expiry = metric(&m, "credagent_token_expiry_timestamp_seconds").unwrap_or(0.0);
-        let last_exp = credagent::token::jwt::decode(&last).unwrap().exp.unwrap() as f64;
+        let last_exp = credagent::jwt::decode(&last).unwrap().exp.unwrap() as f64;
         if updated == previous && expiry == last_exp {
             break;
         }

@@ -57,6 +57,7 @@ fn exchanger(rig: &Rig, proxy: ProxySettings) -> HttpExchanger {
             .cloned()
             .collect::<Vec<CertificateDer<'static>>>(),
         proxy,
+        method: credagent::config::ExchangeMethod::Get,
     })
     .unwrap()
 }

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use credagent::config::{OutboundConfig, ProxySettings};
 use credagent::outbound::{read_body, Outbound};
 use credagent_testkit::{Issuer, StandIn};
-use http_body_util::Empty;
+use http_body_util::Full;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
@@ -480,7 +480,7 @@ async fn plain_http_goes_through_http_proxy_in_absolute_form() {
     let token = mint(&site.issuer, "app", Duration::from_secs(3600));
     let req = http::Request::get(site.url())
         .header("authorization", token)
-        .body(Empty::new())
+        .body(Full::default())
         .unwrap();
     let rsp = client.send(req).await.unwrap();
     assert_eq!(rsp.status(), 200);

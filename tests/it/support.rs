@@ -208,6 +208,7 @@ impl Rig {
                 timeout: Duration::from_secs(5),
                 extra_roots,
                 proxy: opts.proxy.clone(),
+                method: credagent::config::ExchangeMethod::Get,
             },
             listen: "127.0.0.1:0".parse().expect("addr"),
             admin_listen: "127.0.0.1:0".parse().expect("addr"),

@@ -43,6 +43,7 @@ fn client(url: &str, roots: Vec<CertificateDer<'static>>) -> HttpExchanger {
         timeout: Duration::from_millis(500),
         extra_roots: roots,
         proxy: Default::default(),
+        method: credagent::config::ExchangeMethod::Get,
     })
     .unwrap()
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{HeaderValue, ACCEPT, AUTHORIZATION};
 use http::{Request, StatusCode, Uri};
-use http_body_util::Empty;
+use http_body_util::Full;
 use hyper::body::Incoming;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
@@ -243,7 +243,7 @@ impl KubeClient {
         let req = Request::get(format!("{}{path}", self.api))
             .header(AUTHORIZATION, auth)
             .header(ACCEPT, "application/json")
-            .body(Empty::<Bytes>::new())
+            .body(Full::<Bytes>::default())
             .map_err(|e| KubeError::Transport(e.to_string()))?;
         self.outbound
             .send(req)

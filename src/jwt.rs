@@ -34,6 +34,12 @@ pub struct Claims {
     pub namespace: Option<String>,
     /// The Pod's name (`kubernetes.io.pod.name`), for logs.
     pub pod: Option<String>,
+    /// The Pod's UID (`kubernetes.io.pod.uid`).
+    pub pod_uid: Option<String>,
+    /// The ServiceAccount's name (`kubernetes.io.serviceaccount.name`).
+    pub service_account: Option<String>,
+    /// The node's name (`kubernetes.io.node.name`, Kubernetes 1.30 and later).
+    pub node: Option<String>,
 }
 
 /// Why a value is not a usable token.
@@ -127,12 +133,16 @@ pub fn decode(token: &str) -> Result<Claims, JwtError> {
             .and_then(|k| k.get("namespace"))
             .and_then(Value::as_str)
             .map(short),
-        pod: k8s
-            .and_then(|k| k.get("pod"))
-            .and_then(|p| p.get("name"))
-            .and_then(Value::as_str)
-            .map(short),
+        pod: nested(k8s, "pod", "name"),
+        pod_uid: nested(k8s, "pod", "uid"),
+        service_account: nested(k8s, "serviceaccount", "name"),
+        node: nested(k8s, "node", "name"),
     })
+}
+
+/// `kubernetes.io.OBJECT.FIELD`, shortened.
+fn nested(k8s: Option<&Value>, object: &str, field: &str) -> Option<String> {
+    k8s?.get(object)?.get(field)?.as_str().map(short)
 }
 
 /// Names end up in logs: keep them short and printable (Kubernetes names
@@ -208,6 +218,15 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(with_pod.pod.as_deref(), Some("app-7d9f"));
+        assert_eq!(with_pod.pod_uid.as_deref(), Some("u"));
+        let full = decode(&jwt(
+            r#"{"kubernetes.io":{"namespace":"ns","node":{"name":"gpu-1","uid":"n"},"pod":{"name":"p","uid":"pu"},"serviceaccount":{"name":"sa","uid":"su"}}}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            (full.service_account.as_deref(), full.node.as_deref()),
+            (Some("sa"), Some("gpu-1"))
+        );
         assert_eq!(c.exp, Some(1_729_605_240));
         assert_eq!(c.sub.as_deref(), Some("system:serviceaccount:ns:sa"));
         assert_eq!(c.iss.as_deref(), Some("https://oidc.example"));
