@@ -10,6 +10,7 @@ mod node;
 mod node_cache;
 mod node_verify;
 mod ops;
+mod post;
 mod process;
 mod proxy;
 mod proxy_process;

@@ -126,6 +126,9 @@ pub struct RigOptions {
     pub upstream_host: Option<&'static str>,
     /// The sidecar's proxy settings. Default: none.
     pub proxy: ProxySettings,
+    /// Use the POST exchange asking for this (`--key-lifetime`,
+    /// `--key-attribute`). Default: the GET exchange.
+    pub key: Option<credagent::config::KeyRequest>,
 }
 
 impl Default for RigOptions {
@@ -141,6 +144,7 @@ impl Default for RigOptions {
             max_connections: 4096,
             upstream_host: None,
             proxy: ProxySettings::none(),
+            key: None,
         }
     }
 }
@@ -200,15 +204,28 @@ impl Rig {
         if let Some(host) = opts.upstream_host {
             url = url.replacen("127.0.0.1", host, 1);
         }
+        let get_url: http::Uri = url.parse().expect("url");
+        let (exchange_url, method) = match &opts.key {
+            None => (get_url, credagent::config::ExchangeMethod::Get),
+            Some(key) => {
+                let (post_url, org_id) =
+                    credagent::config::post_target(&get_url).expect("post url");
+                let method = credagent::config::ExchangeMethod::Post {
+                    org_id,
+                    key: key.clone(),
+                };
+                (post_url, method)
+            }
+        };
         let config = SidecarConfig {
             token_file: token_dir.join("oidc-token"),
             upstream: UpstreamConfig {
-                url: url.parse().expect("url"),
+                url: exchange_url,
                 connect_timeout: Duration::from_secs(2),
                 timeout: Duration::from_secs(5),
                 extra_roots,
                 proxy: opts.proxy.clone(),
-                method: credagent::config::ExchangeMethod::Get,
+                method,
             },
             listen: "127.0.0.1:0".parse().expect("addr"),
             admin_listen: "127.0.0.1:0".parse().expect("addr"),
