@@ -8,7 +8,7 @@ use http::Uri;
 
 pub use super::check::Check;
 use crate::clock::unix_seconds;
-use crate::config::SidecarConfig;
+use crate::config::{ExchangeMethod, RefreshPolicy, SidecarConfig};
 use crate::credentials::Credentials;
 use crate::exchange::{Exchange, ExchangeError, HttpExchanger};
 use crate::token::{self, read_token, ReadError, Token};
@@ -170,10 +170,16 @@ async fn exchange(config: &SidecarConfig, token: &Token) -> (Check, Option<Crede
     match result {
         Ok((c, lifetime)) => {
             let detail = format!(
-                "role {}, key {}, valid {}",
+                "{}, role {}, key {}, granted {} ({})",
+                match &config.upstream.method {
+                    ExchangeMethod::Get => "GET exchange (the upstream chooses the lifetime)".to_owned(),
+                    ExchangeMethod::Post { key, .. } =>
+                        format!("POST exchange asking for {}", super::human(key.lifetime)),
+                },
                 c.role.as_deref().unwrap_or("(not given)"),
                 c.access_key_id,
-                super::human(lifetime)
+                super::human(lifetime),
+                exchanges_per_hour(&config.refresh, lifetime)
             );
             (Check::pass("exchange", detail), Some(c))
         }
@@ -184,11 +190,24 @@ async fn exchange(config: &SidecarConfig, token: &Token) -> (Check, Option<Crede
                 ExchangeError::Transport(_) | ExchangeError::Timeout(_) => "check egress to the upstream, proxies and DNS",
                 ExchangeError::Throttled { .. } => "the upstream is throttling; retry later",
                 ExchangeError::Proxy(_) => "see the proxy check above",
+                ExchangeError::KeyRequestRefused => "ask for a lifetime the upstream grants (--key-lifetime 15m to 12h) and check --key-attribute",
+                ExchangeError::PostNotOffered { .. } => "this upstream does not offer the POST exchange: check --exchange-url, or remove --key-lifetime to use the GET exchange",
                 _ => "retry later; if it persists, check --exchange-url / --org-id",
             };
             (Check::fail("exchange", e.to_string(), fix), None)
         }
     }
+}
+
+/// What a key of `lifetime` costs at `policy`'s schedule, e.g. "refreshed
+/// after 30m: 2.0 exchanges per hour".
+fn exchanges_per_hour(policy: &RefreshPolicy, lifetime: Duration) -> String {
+    let after = policy.refresh_after(lifetime, 0.0);
+    format!(
+        "refreshed after {}: {:.1} exchanges per hour",
+        super::human(after),
+        3600.0 / after.as_secs_f64().max(1.0)
+    )
 }
 
 fn clock(token: Option<&Token>, server_date: Option<SystemTime>) -> Check {

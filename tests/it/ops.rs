@@ -189,7 +189,7 @@ async fn doctor_passes_a_healthy_setup() {
   PASS  token lifetime     expires in 1h00m
   PASS  proxy              none (no --proxy, HTTP_PROXY or http_proxy)
   PASS  upstream reachable 127.0.0.1 resolves to 127.0.0.1, TCP connect ok
-  PASS  exchange           role https://oidc.standin.invalid/cluster:system:serviceaccount:default:app, key CWAKIATESTKEY0000001, valid 1h00m
+  PASS  exchange           GET exchange (the upstream chooses the lifetime), role https://oidc.standin.invalid/cluster:system:serviceaccount:default:app, key CWAKIATESTKEY0000001, granted 1h00m (refreshed after 30m: 2.0 exchanges per hour)
   PASS  clock              within 1s of the upstream's
   PASS  local agent        http://127.0.0.1:<PORT>/readyz is ready
   PASS  credentials served http://127.0.0.1:<PORT>/v1/credentials answers with the auth token
