@@ -1,7 +1,10 @@
 //! `credagent demo`: the whole pipeline on one machine, no cluster.
 //!
 //! It starts a local stand-in for the upstream exchange (its own ES256
-//! signing key, short-lived credentials so refreshes are visible), writes a
+//! signing key, short-lived credentials so refreshes are visible), and
+//! uses its POST exchange as `--key-lifetime 1h` would: every key asked
+//! for an hour, tagged with the Pod, granted for the demo's short lifetime
+//! (a real upstream may grant less than asked, too). It writes a
 //! service-account-shaped token into a kubelet-style volume in a temporary
 //! directory and rotates it the way kubelet does, runs the sidecar against
 //! them, and prints what to paste into another terminal.
@@ -36,6 +39,9 @@ pub struct DemoConfig {
     /// Stop after this long (`None`: at Ctrl-C).
     pub duration: Option<Duration>,
 }
+
+/// What the demo's agent asks the POST exchange for (`--key-lifetime 1h`).
+const DEMO_KEY_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// The audience kubelet is asked for, as in the CoreWeave guide.
 const AUDIENCE: &str = crate::cli::DEFAULT_AUDIENCE;
@@ -128,6 +134,7 @@ async fn run_in(
         shutdown.child_token(),
     )
     .context("cannot start the stand-in upstream")?;
+    standin.set_post_max_lifetime(Some(config.credential_lifetime));
 
     let spec = TokenSpec {
         audience: AUDIENCE.into(),
@@ -137,16 +144,27 @@ async fn run_in(
     };
     write_token(&issuer, &spec, &tokens_dir)?;
 
+    let (post_url, org_id) = crate::config::post_target(&standin.url().parse()?)
+        .map_err(|e| anyhow::anyhow!("stand-in URL: {e}"))?;
     let sidecar_config = SidecarConfig {
         token_file: token_file.clone(),
         upstream: UpstreamConfig {
-            url: standin.url().parse().context("stand-in URL")?,
+            url: post_url,
             connect_timeout: Duration::from_secs(3),
             timeout: Duration::from_secs(10),
             extra_roots: Vec::new(),
             // The stand-in is on loopback: always reached directly.
             proxy: ProxySettings::none(),
-            method: crate::config::ExchangeMethod::Get,
+            method: crate::config::ExchangeMethod::Post {
+                org_id,
+                key: crate::config::KeyRequest {
+                    lifetime: DEMO_KEY_LIFETIME,
+                    attributes: vec![crate::config::KeyAttribute {
+                        name: "cluster".into(),
+                        value: "demo".into(),
+                    }],
+                },
+            },
         },
         listen: config.listen,
         admin_listen: config.admin_listen,
@@ -219,6 +237,16 @@ fn print_instructions(
 ) {
     let url = format!("http://{}/v1/credentials", sidecar.credentials_addr);
     let auth = auth_token_file.display();
+    let attributes = standin
+        .last_post()
+        .map(|p| {
+            p.attributes
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
     println!(
         r#"
 credagent demo is running. The upstream is a LOCAL STAND-IN for CoreWeave's
@@ -227,6 +255,8 @@ temporary-credentials endpoint (its own signing key; nothing leaves this machine
   stand-in upstream   {upstream}
   projected token     {token} (rotated kubelet-style every {rotate}s)
   credentials         {url}   (credentials live {life}s, refreshed ahead of expiry)
+  exchange            POST, asking for {asked} keys (--key-lifetime); the stand-in grants {life}s
+  key attributes      {attributes}
   admin               http://{admin}/metrics  /healthz  /readyz
   first credentials   AccessKeyId={akid}, Expiration={exp}
 
@@ -239,7 +269,9 @@ In another terminal (the last two need `pip install boto3 awscli`):
   aws configure list
 
 Each SDK finds them the same way: boto3 prints `container-role {akid}`; the
-AWS CLI's `access_key` row says `container-role`.
+AWS CLI's `access_key` row says `container-role`. Every key issued is logged
+once on stderr ("access key issued", target credagent::audit): its id, its
+principal, its expiry and the Pod it was issued for.
 
 Press Ctrl-C to stop.
 "#,
@@ -247,6 +279,7 @@ Press Ctrl-C to stop.
         token = token_file.display(),
         rotate = config.rotate_every.as_secs(),
         life = config.credential_lifetime.as_secs(),
+        asked = crate::ops::human(DEMO_KEY_LIFETIME),
         admin = sidecar.admin_addr,
         akid = first.access_key_id,
         exp = crate::wire::format_expiration(first.expiration),

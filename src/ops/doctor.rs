@@ -172,7 +172,8 @@ async fn exchange(config: &SidecarConfig, token: &Token) -> (Check, Option<Crede
             let detail = format!(
                 "{}, role {}, key {}, granted {} ({})",
                 match &config.upstream.method {
-                    ExchangeMethod::Get => "GET exchange (the upstream chooses the lifetime)".to_owned(),
+                    ExchangeMethod::Get =>
+                        "GET exchange (the upstream chooses the lifetime)".to_owned(),
                     ExchangeMethod::Post { key, .. } =>
                         format!("POST exchange asking for {}", super::human(key.lifetime)),
                 },

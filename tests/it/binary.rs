@@ -361,6 +361,16 @@ async fn the_demo_runs_refreshes_and_exits_cleanly() {
         "{stdout}"
     );
     assert!(stderr.contains("projected token rotated"), "{stderr}");
+    // The POST exchange, keys tagged with the demo's Pod, each one audited.
+    assert!(
+        stdout.contains("exchange            POST, asking for 1h00m keys"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("k8s-service-account=demo-app") && stdout.contains("name=default/"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("access key issued"), "{stderr}");
     // 4 s credentials refresh every second or so: several exchanges in 4 s.
     let exchanges: u64 = stdout
         .lines()
