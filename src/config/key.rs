@@ -52,7 +52,8 @@ pub struct KeyAttribute {
     /// `[A-Za-z0-9._-]`, 1 to [`MAX_ATTRIBUTE_NAME`] characters, not one of
     /// [`AGENT_ATTRIBUTES`].
     pub name: String,
-    /// Printable, at most [`MAX_ATTRIBUTE_VALUE`] bytes, possibly empty.
+    /// At most [`MAX_ATTRIBUTE_VALUE`] bytes, no control characters or
+    /// commas, possibly empty.
     pub value: String,
 }
 
@@ -115,9 +116,10 @@ pub fn parse_key_attribute(raw: &str) -> Result<KeyAttribute, String> {
             AGENT_ATTRIBUTES.join(", ")
         ));
     }
-    if value.len() > MAX_ATTRIBUTE_VALUE || value.chars().any(char::is_control) {
+    // No commas: CREDAGENT_KEY_ATTRIBUTE lists several, comma-separated.
+    if value.len() > MAX_ATTRIBUTE_VALUE || value.chars().any(|c| c.is_control() || c == ',') {
         return Err(format!(
-            "the value of '{name}' must be at most {MAX_ATTRIBUTE_VALUE} bytes without control characters"
+            "the value of '{name}' must be at most {MAX_ATTRIBUTE_VALUE} bytes without control characters or commas"
         ));
     }
     Ok(KeyAttribute {
@@ -169,6 +171,7 @@ mod tests {
             ("k8s-pod=evil", "set by the agent"),
             ("name=x", "set by the agent"),
             ("x=a\nb", "control"),
+            ("x=a,b", "commas"),
         ] {
             let e = parse_key_attribute(bad).unwrap_err();
             assert!(e.contains(why), "{bad:?}: {e}");
