@@ -18,12 +18,15 @@
 //! - `refresh`: [`RefreshPolicy`].
 //! - `sidecar`, `node`, `webhook`: each mode's whole configuration.
 //! - `duration`: `500ms`, `20m`, `1h`, bare seconds.
+//! - `quantity`: Kubernetes resource quantities (`100m`, `64Mi`), for the
+//!   webhook's sidecar resources and the per-Pod annotations alike.
 
 mod duration;
 mod error;
 mod image;
 mod node;
 mod proxy;
+pub mod quantity;
 mod refresh;
 mod sidecar;
 mod sidecar_proxy;

@@ -50,7 +50,7 @@
 //! - [`review`] reads the request, [`response`] writes the answer.
 //! - [`admit`](mod@admit) ties them to [`inject`], the decision.
 //! - [`annotations`] reads the opt-in and the per-Pod settings, with
-//!   [`quantity`] for resource values; [`config`] is what the webhook
+//!   [`crate::config::quantity`] for resource values; [`config`] is what the webhook
 //!   injects (built from its flags in `super::serve::settings`).
 //! - [`pod`] views the raw Pod, [`plan`] decides per container, [`items`]
 //!   builds what is added, [`patch`] builds the operations, [`names`] holds
@@ -65,7 +65,6 @@ pub mod names;
 pub mod patch;
 pub mod plan;
 pub mod pod;
-pub mod quantity;
 pub mod response;
 pub mod review;
 

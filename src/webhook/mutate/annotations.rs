@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::config::{self, InjectConfig, Resources};
 use super::names;
-use super::quantity;
+use crate::config::quantity;
 
 /// Longest annotation value quoted back in a message.
 const MAX_QUOTED: usize = 64;

@@ -12,8 +12,8 @@
 use serde::Deserialize;
 
 use super::names;
-use super::quantity;
 use crate::config;
+use crate::config::quantity;
 
 /// Default token audience (what CoreWeave's guide recommends).
 pub const DEFAULT_AUDIENCE: &str = "https://coreweave.com/iam";
