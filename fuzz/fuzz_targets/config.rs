@@ -15,7 +15,8 @@
 //! fraction in (0, 1), roots loaded when `--ca-file` is given; a webhook's
 //! listeners and sidecar ports distinct, a token lifetime Kubernetes
 //! accepts, an image reference that passes the grammar, no resource request
-//! above its limit), and
+//! above its limit, and injected sidecar arguments that `credagent sidecar`
+//! itself accepts), and
 //! `parse_duration` accepts exactly `N` or a sequence of `N(ms|s|m|h)`
 //! (spaces between parts, surrounding ASCII whitespace allowed), with the
 //! value they add up to.
@@ -30,6 +31,7 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches};
 use credagent::cli::{Cli, Command, TuningArgs};
 use credagent::config::{image_reference, is_loopback_host, parse_duration, UpstreamConfig};
+use credagent::webhook::mutate::argv::sidecar_args;
 use libfuzzer_sys::fuzz_target;
 
 /// Fixture CA files: `ca.pem` (one certificate), `bad.pem`, `empty.pem`.
@@ -230,6 +232,17 @@ fuzz_target!(|data: &[u8]| {
                 for (request, limit) in [(&r.cpu_request, &r.cpu_limit), (&r.memory_request, &r.memory_limit)] {
                     if let (Some(q), Some(l)) = (request, limit) {
                         assert!(!q.exceeds(l), "request {q:?} above limit {l:?}");
+                    }
+                }
+                // What is injected is what `credagent sidecar` accepts.
+                for credential_process in [false, true] {
+                    let args = sidecar_args(i, credential_process);
+                    let sidecar = parse(std::iter::once("credagent".to_owned()).chain(args.clone()));
+                    match sidecar.map(|c| c.command) {
+                        Ok(Command::Sidecar(s)) => {
+                            assert!(s.validate().is_ok(), "{args:?}")
+                        }
+                        other => panic!("the sidecar refuses {args:?}: {other:?}"),
                     }
                 }
             }

@@ -15,7 +15,8 @@ pub fn sidecar_args(config: &InjectArgs, credential_process: bool) -> Vec<String
         "--token-file".into(),
         names::TOKEN_PATH.into(),
     ];
-    args.extend(config.upstream.as_flag().map(str::to_owned));
+    let [flag, value] = config.upstream.as_flag();
+    args.extend(option(flag, value));
     args.extend([
         "--listen".into(),
         format!("127.0.0.1:{}", config.sidecar_port),
@@ -25,7 +26,7 @@ pub fn sidecar_args(config: &InjectArgs, credential_process: bool) -> Vec<String
         names::AUTH_TOKEN_PATH.into(),
     ]);
     if let Some(region) = &config.region {
-        args.extend(["--region".into(), region.as_str().to_owned()]);
+        args.extend(option("--region", region.as_str()));
     }
     if credential_process {
         args.extend(["--credential-process-dir".into(), names::AUTH_DIR.into()]);
@@ -39,6 +40,16 @@ pub fn sidecar_args(config: &InjectArgs, credential_process: bool) -> Vec<String
         }
     }
     args
+}
+
+/// `--flag value`; or `--flag=value` for a value that starts with `-`
+/// (an org id or region may), which clap would take for a flag.
+fn option(flag: &str, value: &str) -> Vec<String> {
+    if value.starts_with('-') {
+        vec![format!("{flag}={value}")]
+    } else {
+        vec![flag.to_owned(), value.to_owned()]
+    }
 }
 
 /// What the apps' `AWS_CONTAINER_CREDENTIALS_FULL_URI` is in sidecar mode.
@@ -100,5 +111,26 @@ mod tests {
         assert!(!args.contains("proxy"), "{args}");
         assert!(!sidecar_args(&c, false).join(" ").contains("--endpoint-url"));
         assert_eq!(sidecar_url(&c), "http://127.0.0.1:8282/v1/credentials");
+    }
+
+    #[test]
+    fn a_value_like_a_flag_stays_a_value() {
+        // The webhook accepts `--org-id=-org`; injected as `--org-id -org`,
+        // the sidecar's clap refused `-org` as an unknown flag.
+        let c = config(&["--org-id=-org", "--region=-r"]);
+        let args = sidecar_args(&c, false);
+        assert!(args.contains(&"--org-id=-org".to_owned()), "{args:?}");
+        assert!(args.contains(&"--region=-r".to_owned()), "{args:?}");
+        use clap::Parser as _;
+        let argv = std::iter::once("credagent".to_owned()).chain(args);
+        let cli = crate::cli::Cli::try_parse_from(argv).unwrap();
+        let crate::cli::Command::Sidecar(s) = cli.command else {
+            panic!("not a sidecar")
+        };
+        assert_eq!(s.upstream.as_flag(), ["--org-id", "-org"]);
+        assert_eq!(
+            s.region.map(|r| r.as_str().to_owned()).as_deref(),
+            Some("-r")
+        );
     }
 }
