@@ -2,22 +2,26 @@
 //! harness (`tests/webhook/run.sh`). A test tool, not part of the product.
 //!
 //! ```text
-//! admission [--config JSON] [--sa-annotations JSON] [--entry pod|namespace] REVIEW.json|-
+//! admission [--sa-annotations JSON] [--entry pod|namespace] REVIEW.json|- [-- WEBHOOK-FLAGS...]
 //! ```
 //!
 //! Prints the AdmissionReview response on stdout and `decision=LABEL` on
-//! stderr. `--config` is an `InjectConfig` as JSON (default: image
-//! `credagent:test`, org id `test-org`); `--sa-annotations` the annotations
-//! of the Pod's ServiceAccount as a JSON object; `--entry` the webhook entry
-//! that sent the request (`pod`, `/mutate`, the default; `namespace`,
+//! stderr. After `--` come `credagent webhook`'s injection flags, parsed as
+//! the webhook parses them (default: `--sidecar-image credagent:test
+//! --org-id test-org`); `--sa-annotations` the annotations of the Pod's
+//! ServiceAccount as a JSON object; `--entry` the webhook entry that sent
+//! the request (`pod`, `/mutate`, the default; `namespace`,
 //! `/mutate/namespace`). Exits 0 with a response, 1 on an unusable input
 //! (the server's HTTP 400), 2 on bad arguments.
 
 use std::io::Read as _;
 use std::process::ExitCode;
 
-use credagent::webhook::{self, Entry, InjectConfig, Upstream};
+use credagent::cli::InjectArgs;
+use credagent::webhook::{self, Entry};
 use serde_json::{Map, Value};
+
+const USAGE: &str = "usage: admission [--sa-annotations JSON] [--entry pod|namespace] REVIEW.json|- [-- WEBHOOK-FLAGS...]";
 
 fn main() -> ExitCode {
     match run() {
@@ -30,16 +34,17 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<ExitCode, String> {
-    let mut config = InjectConfig::new("credagent:test", Upstream::OrgId("test-org".into()));
+    let mut flags: Vec<String> = ["--sidecar-image", "credagent:test", "--org-id", "test-org"]
+        .map(String::from)
+        .to_vec();
     let mut sa: Option<Map<String, Value>> = None;
     let mut entry = Entry::Pod;
     let mut input = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--config" => {
-                let raw = args.next().ok_or("--config needs a value")?;
-                config = serde_json::from_str(&raw).map_err(|e| format!("--config: {e}"))?;
+            "--" => {
+                flags = args.by_ref().collect();
             }
             "--sa-annotations" => {
                 let raw = args.next().ok_or("--sa-annotations needs a value")?;
@@ -57,9 +62,8 @@ fn run() -> Result<ExitCode, String> {
             _ => return Err(format!("unexpected argument {arg:?}")),
         }
     }
-    config.validate().map_err(|e| e.to_string())?;
-    let path =
-        input.ok_or("usage: admission [--config JSON] [--sa-annotations JSON] [--entry pod|namespace] REVIEW.json|-")?;
+    let config = InjectArgs::from_flags(&flags)?;
+    let path = input.ok_or(USAGE)?;
     let body = if path == "-" {
         let mut buf = Vec::new();
         std::io::stdin()

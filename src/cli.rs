@@ -1,27 +1,44 @@
-//! The command-line surface: clap definitions shared by the subcommands.
+//! The command-line surface: one clap `Args` struct per subcommand, the
+//! subcommand's cross-flag rules beside it, and what it resolves to.
 //!
-//! Every flag also reads a `CREDAGENT_*` environment variable. Parsing here
-//! only checks shapes; [`crate::config`] turns these raw arguments into a
-//! validated configuration before anything is bound or spawned.
+//! Every flag also reads a `CREDAGENT_*` environment variable. Each value
+//! is parsed once, by clap, into its final type ([`crate::config`]'s value
+//! types: durations, quantities, URLs, image references, ids, the enums);
+//! a rule between flags is checked by clap where it can say it (a required
+//! group, `requires`) and otherwise in the subcommand's one `validate`.
+//! Then:
+//!
+//! - `sidecar` and `node` resolve their arguments once (reading the
+//!   `--ca-file` roots and the proxy variables) into [`crate::config`]'s
+//!   runtime structs: [`SidecarArgs::config`], [`NodeArgs::config`];
+//! - `webhook` is consumed as parsed: its [`InjectArgs`] is what the
+//!   mutator reads.
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod inject;
 mod node;
 mod ops;
 mod shared;
 mod sidecar;
 mod webhook;
 
+#[cfg(test)]
+mod inject_tests;
+#[cfg(test)]
+mod modes_tests;
+
+pub use self::inject::{InjectArgs, SidecarResources, DEFAULT_NODE_URL};
 pub use self::node::{NodeArgs, NodeCommand, SetupLinkArgs, DEFAULT_NODE_LISTEN};
 pub use self::ops::{CredentialProcessArgs, DoctorArgs, ExchangeArgs, PrincipalArgs};
 pub use self::shared::{
-    ProxyArg, ServingArgs, TuningArgs, UpstreamArgs, DEFAULT_ADMIN_LISTEN, DEFAULT_AUDIENCE,
-    DEFAULT_AUTH_TOKEN_FILE, DEFAULT_LISTEN, DEFAULT_TOKEN_FILE,
+    ServingArgs, TuningArgs, DEFAULT_ADMIN_LISTEN, DEFAULT_AUDIENCE, DEFAULT_AUTH_TOKEN_FILE,
+    DEFAULT_LISTEN, DEFAULT_TOKEN_FILE,
 };
-pub use self::sidecar::{AddressingStyleArg, DemoArgs, SidecarArgs};
+pub use self::sidecar::{DemoArgs, SidecarArgs};
 pub use self::webhook::{
-    PullPolicyArg, WebhookArgs, DEFAULT_MAX_BODY_BYTES, DEFAULT_TLS_CERT_FILE,
-    DEFAULT_TLS_KEY_FILE, DEFAULT_WEBHOOK_LISTEN,
+    WebhookArgs, DEFAULT_MAX_BODY_BYTES, DEFAULT_TLS_CERT_FILE, DEFAULT_TLS_KEY_FILE,
+    DEFAULT_WEBHOOK_LISTEN, MAX_BODY_BYTES, MIN_BODY_BYTES,
 };
 
 /// credagent: exchanges a Pod's projected service-account token for temporary

@@ -9,8 +9,6 @@
 //! directory and rotates it the way kubelet does, runs the sidecar against
 //! them, and prints what to paste into another terminal.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
@@ -19,26 +17,9 @@ use tracing::{info, warn};
 
 use crate::cli::DemoArgs;
 use crate::config::RefreshPolicy;
-use crate::config::{parse_duration, ConfigError, ProxySettings, SidecarConfig, UpstreamConfig};
+use crate::config::{ProxySettings, SidecarConfig, UpstreamConfig};
 use crate::sidecar::{Options, Sidecar};
 use credagent_testkit::{kubelet, Issuer, StandIn, StandInConfig, TokenSpec};
-
-/// The demo's settings, validated.
-#[derive(Debug, Clone)]
-pub struct DemoConfig {
-    /// Credentials listener.
-    pub listen: SocketAddr,
-    /// Admin listener.
-    pub admin_listen: SocketAddr,
-    /// Lifetime of the stand-in's credentials.
-    pub credential_lifetime: Duration,
-    /// How often the fake kubelet rotates the token.
-    pub rotate_every: Duration,
-    /// Where the token volume and auth token go (`None`: a new temp dir).
-    pub dir: Option<PathBuf>,
-    /// Stop after this long (`None`: at Ctrl-C).
-    pub duration: Option<Duration>,
-}
 
 /// What the demo's agent asks the POST exchange for (`--key-lifetime 1h`).
 const DEMO_KEY_LIFETIME: Duration = Duration::from_secs(3600);
@@ -46,42 +27,8 @@ const DEMO_KEY_LIFETIME: Duration = Duration::from_secs(3600);
 /// The audience kubelet is asked for, as in the CoreWeave guide.
 const AUDIENCE: &str = crate::cli::DEFAULT_AUDIENCE;
 
-// === impl DemoConfig ===
-
-impl DemoConfig {
-    /// Validates the demo's flags.
-    pub fn from_args(args: &DemoArgs) -> Result<Self, ConfigError> {
-        let dur = |flag: &'static str, raw: &str| {
-            parse_duration(raw)
-                .map_err(|reason| ConfigError { flag, reason })
-                .and_then(|d| {
-                    if d < Duration::from_secs(1) {
-                        Err(ConfigError {
-                            flag,
-                            reason: "must be at least 1s".into(),
-                        })
-                    } else {
-                        Ok(d)
-                    }
-                })
-        };
-        Ok(Self {
-            listen: args.listen,
-            admin_listen: args.admin_listen,
-            credential_lifetime: dur("--credential-lifetime", &args.credential_lifetime)?,
-            rotate_every: dur("--rotate-every", &args.rotate_every)?,
-            dir: args.dir.clone(),
-            duration: args
-                .duration
-                .as_deref()
-                .map(|d| dur("--duration", d))
-                .transpose()?,
-        })
-    }
-}
-
 /// Runs the demo until Ctrl-C (or `duration`).
-pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
+pub async fn run(config: DemoArgs) -> anyhow::Result<()> {
     let shutdown = crate::shutdown::on_signal()?;
     if let Some(d) = config.duration {
         let s = shutdown.clone();
@@ -105,7 +52,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
 }
 
 async fn run_in(
-    config: &DemoConfig,
+    config: &DemoArgs,
     dir: &std::path::Path,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -228,7 +175,7 @@ fn write_token(issuer: &Issuer, spec: &TokenSpec, dir: &std::path::Path) -> anyh
 }
 
 fn print_instructions(
-    config: &DemoConfig,
+    config: &DemoArgs,
     sidecar: &Sidecar,
     standin: &StandIn,
     token_file: &std::path::Path,

@@ -31,9 +31,15 @@
 //!    foundations: the redacted secret type, the injected wall clock,
 //!    SIGTERM, atomic file replacement, the directory watch (token,
 //!    certificates, credential-process directory).
-//! 2. `cli`: the clap surface of every subcommand.
-//! 3. `config`: the typed configuration every stage consumes, validated
-//!    before anything is bound.
+//! 2. `config`: what configuration is made of: the value types each flag
+//!    is parsed into, once, by clap (durations, quantities, URLs, image
+//!    references, ids, the enums), and the runtime configuration the
+//!    long-running modes consume once the roots and proxy variables are
+//!    read.
+//! 3. `cli`: the clap surface: one `Args` struct per subcommand whose
+//!    fields are final, its cross-flag rules beside it, and the resolution
+//!    into `config`'s runtime structs; the webhook's mutator reads its
+//!    `InjectArgs` as parsed.
 //! 4. `credentials`, `jwt`: the credentials type; a JWT's shape and its
 //!    unverified claims (who the token names: the exchange tags keys with
 //!    them, the audit line records them).

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::Parser;
-use credagent::cli::{Cli, Command, LogFormat};
+use credagent::cli::{Cli, Command, LogFormat, WebhookArgs};
 use credagent::config::SidecarConfig;
 use credagent::sidecar::{Options, Sidecar};
 use tracing_subscriber::EnvFilter;
@@ -39,7 +39,7 @@ fn bad_config(e: impl std::fmt::Display) -> ExitCode {
 fn dispatch(command: Command) -> Result<ExitCode, ExitCode> {
     Ok(match command {
         Command::Sidecar(args) => {
-            let config = SidecarConfig::from_args(&args).map_err(bad_config)?;
+            let config = args.config().map_err(bad_config)?;
             if args.serving.check_config {
                 println!("configuration ok: {config:?}");
                 return Ok(ExitCode::SUCCESS);
@@ -59,7 +59,7 @@ fn dispatch(command: Command) -> Result<ExitCode, ExitCode> {
                 })
             }
             None => {
-                let config = credagent::config::NodeConfig::from_args(&args).map_err(bad_config)?;
+                let config = args.config().map_err(bad_config)?;
                 if args.serving.check_config {
                     println!("configuration ok: {config:?}");
                     return Ok(ExitCode::SUCCESS);
@@ -68,22 +68,20 @@ fn dispatch(command: Command) -> Result<ExitCode, ExitCode> {
             }
         },
         Command::Webhook(args) => {
-            let config = credagent::config::WebhookConfig::from_args(&args).map_err(bad_config)?;
-            let inject = credagent::webhook::inject_config(&config.inject).map_err(bad_config)?;
+            args.validate().map_err(bad_config)?;
             if args.check_config {
-                println!("configuration ok: {config:?}");
+                println!("configuration ok: {args:?}");
                 return Ok(ExitCode::SUCCESS);
             }
-            run(webhook(config, inject))
+            run(webhook(args))
         }
         #[cfg(feature = "demo")]
-        Command::Demo(args) => {
-            let config = credagent::demo::DemoConfig::from_args(&args).map_err(bad_config)?;
-            run(credagent::demo::run(config))
-        }
+        Command::Demo(args) => run(credagent::demo::run(args)),
         Command::CredentialProcess(args) => credential_process(args),
         Command::Exchange(args) => {
-            let upstream = credagent::config::upstream_config(&args.upstream, &args.tuning)
+            let upstream = args
+                .tuning
+                .upstream_config(&args.upstream)
                 .map_err(bad_config)?;
             one_shot(async move {
                 let (text, code) =
@@ -99,7 +97,7 @@ fn dispatch(command: Command) -> Result<ExitCode, ExitCode> {
         }
         Command::Principal(args) => principal(args),
         Command::Doctor(args) => {
-            let config = SidecarConfig::from_args(&args.sidecar).map_err(bad_config)?;
+            let config = args.sidecar.config().map_err(bad_config)?;
             one_shot(async move {
                 let checks = credagent::ops::doctor::run(&config, &args.audience).await;
                 print!("{}", credagent::ops::doctor::render(&checks));
@@ -151,12 +149,8 @@ fn one_shot<F: std::future::Future<Output = ExitCode>>(fut: F) -> ExitCode {
 }
 
 fn credential_process(args: credagent::cli::CredentialProcessArgs) -> ExitCode {
-    let url = match args.url.parse::<http::Uri>() {
-        Ok(u) if u.scheme_str() == Some("http") && u.host().is_some() => u,
-        _ => return bad_config("invalid value for --url: must be an http:// URL of the agent"),
-    };
     let config = credagent::ops::credential_process::CredentialProcessConfig {
-        url,
+        url: args.url,
         auth_token_file: args.auth_token_file,
         timeout: std::time::Duration::from_secs(5),
     };
@@ -287,15 +281,11 @@ async fn node(config: credagent::config::NodeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn webhook(
-    config: credagent::config::WebhookConfig,
-    inject: credagent::webhook::InjectConfig,
-) -> anyhow::Result<()> {
+async fn webhook(config: WebhookArgs) -> anyhow::Result<()> {
     let signal = credagent::shutdown::on_signal()?;
     let stop = tokio_util::sync::CancellationToken::new();
     let webhook =
-        credagent::webhook::Webhook::start(&config, inject, Default::default(), stop.clone())
-            .await?;
+        credagent::webhook::Webhook::start(&config, Default::default(), stop.clone()).await?;
     signal.cancelled().await;
     // The endpoint is leaving the Service; the API server may still pick it
     // for a moment, and a refused connection is a failed admission.

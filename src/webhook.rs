@@ -15,7 +15,8 @@
 //! Its metrics stay in [`crate::metrics`] with every other subsystem's, so
 //! one module lists every series the product exports (the chart's rules
 //! and dashboard are checked against it); its flags are parsed by
-//! [`crate::cli`] with the other subcommands.
+//! [`crate::cli`] with the other subcommands, and what it injects,
+//! [`crate::cli::InjectArgs`], is read by the mutator as parsed.
 
 pub mod compat;
 pub mod mutate;
@@ -23,10 +24,9 @@ pub mod serve;
 
 pub use self::mutate::{
     admit, decide, parse, respond, service_account_to_look_up, AnnotationError, Decision, Entry,
-    InjectConfig, InjectConfigError, Mode, Op, Operation, PullPolicy, Request, Resources, Response,
-    ReviewError, ServiceAccountRef, SkipReason, Upstream,
+    Mode, Op, Operation, Request, Response, ReviewError, ServiceAccountRef, SkipReason,
 };
 pub use self::serve::{
-    inject_config, CertError, CertFiles, CertStore, MutateRoutes, StartError, Webhook,
-    WebhookOptions, KEEP_ALIVE_TIMEOUT, MUTATE_NAMESPACE_PATH, MUTATE_PATH,
+    CertError, CertFiles, CertStore, MutateRoutes, StartError, Webhook, WebhookOptions,
+    KEEP_ALIVE_TIMEOUT, MUTATE_NAMESPACE_PATH, MUTATE_PATH,
 };

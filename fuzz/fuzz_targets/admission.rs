@@ -11,8 +11,11 @@
 //!   the patched Pod adds nothing (reinvocation is a no-op).
 #![no_main]
 
+use std::sync::OnceLock;
+
 use base64::Engine as _;
-use credagent::webhook::{self, Decision, Entry, InjectConfig, SkipReason, Upstream};
+use credagent::cli::InjectArgs;
+use credagent::webhook::{self, Decision, Entry, SkipReason};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Map, Value};
 
@@ -20,9 +23,7 @@ fuzz_target!(|body: &[u8]| {
     let Ok(req) = webhook::parse(body) else {
         return;
     };
-    let mut config = InjectConfig::new("credagent:fuzz", Upstream::OrgId("fuzz".into()));
-    config.region = Some("US-EAST-04A".into());
-    config.s3_endpoint = Some("http://cwlota.com".into());
+    let mut config = flags().clone();
     let mut sa = Map::new();
     sa.insert("caios.coreweave.com/inject".into(), json!("true"));
     for (compat, entry) in [false, true].into_iter().flat_map(|c| [(c, Entry::Pod), (c, Entry::Namespace)]) {
@@ -35,12 +36,31 @@ fuzz_target!(|body: &[u8]| {
     }
 });
 
+/// The webhook's injection flags, parsed once (`CREDAGENT_*` variables
+/// would be read too: none are set where the fuzzer runs).
+fn flags() -> &'static InjectArgs {
+    static FLAGS: OnceLock<InjectArgs> = OnceLock::new();
+    FLAGS.get_or_init(|| {
+        InjectArgs::from_flags([
+            "--sidecar-image",
+            "credagent:fuzz",
+            "--org-id",
+            "fuzz",
+            "--region",
+            "US-EAST-04A",
+            "--s3-endpoint",
+            "http://cwlota.com",
+        ])
+        .expect("valid flags")
+    })
+}
+
 fn check(
     req: &webhook::Request,
     decision: &Decision,
     entry: Entry,
     sa: Option<&Map<String, Value>>,
-    config: &InjectConfig,
+    config: &InjectArgs,
 ) {
     let answer: Value =
         serde_json::from_slice(&webhook::respond(req, decision).to_bytes()).expect("the answer is JSON");

@@ -1,7 +1,8 @@
-//! Configuration: the clap surface (`cli::Cli`) and the validation that
-//! turns it into `SidecarConfig` / `NodeConfig` / `WebhookConfig` (and the
-//! webhook's `InjectConfig`, the demo's and the `exchange`/`doctor`
-//! commands' settings), plus `config::parse_duration`.
+//! Configuration: the clap surface (`cli::Cli`), whose value parsers give
+//! every flag its final type, and the cross-flag rules and resolution that
+//! follow (`SidecarArgs::config`, `NodeArgs::config`,
+//! `WebhookArgs::validate`, the `exchange`/`doctor` commands' upstream),
+//! plus `config::parse_duration`.
 //!
 //! The input is argv split on NUL, after a leading `credagent`. `CREDAGENT_*`
 //! variables are removed from the environment first, so that only the input
@@ -13,7 +14,9 @@
 //! validation promises (https or loopback http, non-zero timeouts, a refresh
 //! fraction in (0, 1), roots loaded when `--ca-file` is given; a webhook's
 //! listeners and sidecar ports distinct, a token lifetime Kubernetes
-//! accepts, an image reference that passes the grammar), and
+//! accepts, an image reference that passes the grammar, no resource request
+//! above its limit, and injected sidecar arguments that `credagent sidecar`
+//! itself accepts), and
 //! `parse_duration` accepts exactly `N` or a sequence of `N(ms|s|m|h)`
 //! (spaces between parts, surrounding ASCII whitespace allowed), with the
 //! value they add up to.
@@ -27,11 +30,8 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches};
 use credagent::cli::{Cli, Command, TuningArgs};
-use credagent::config::{
-    image_reference, is_loopback_host, parse_duration, refresh_policy, upstream_config, NodeConfig,
-    SidecarConfig, UpstreamConfig, WebhookConfig,
-};
-use credagent::demo::DemoConfig;
+use credagent::config::{image_reference, is_loopback_host, parse_duration, UpstreamConfig};
+use credagent::webhook::mutate::argv::sidecar_args;
 use libfuzzer_sys::fuzz_target;
 
 /// Fixture CA files: `ca.pem` (one certificate), `bad.pem`, `empty.pem`.
@@ -154,6 +154,17 @@ fn check_refresh(f: f64) {
     assert!(f > 0.0 && f < 1.0, "accepted refresh fraction {f}");
 }
 
+/// `argv` through the shared clap command: `Cli::try_parse_from`, minus
+/// rebuilding (and re-asserting) the command for every input: clap supports
+/// reusing a command (REPLs).
+fn parse<I: IntoIterator<Item = T>, T: Into<OsString> + Clone>(argv: I) -> Result<Cli, clap::Error> {
+    command()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .try_get_matches_from_mut(argv)
+        .and_then(|mut m| Cli::from_arg_matches_mut(&mut m))
+}
+
 fuzz_target!(|data: &[u8]| {
     fixtures();
     let argv: Vec<OsString> = std::iter::once(OsString::from("credagent"))
@@ -170,14 +181,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    // `Cli::try_parse_from`, minus rebuilding (and re-asserting) the clap
-    // command for every input: clap supports reusing a command (REPLs).
-    let parsed = command()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .try_get_matches_from_mut(&argv)
-        .and_then(|mut m| Cli::from_arg_matches_mut(&mut m));
-    let cli = match parsed {
+    let cli = match parse(&argv) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = (e.kind(), e.render().to_string());
@@ -186,8 +190,9 @@ fuzz_target!(|data: &[u8]| {
     };
     match cli.command {
         Command::Sidecar(mut a) => {
+            check_refresh(a.tuning.refresh_fraction);
             contain_ca_file(&mut a.tuning);
-            if let Ok(c) = SidecarConfig::from_args(&a) {
+            if let Ok(c) = a.config() {
                 check_upstream(&c.upstream, a.tuning.ca_file.is_some());
                 check_refresh(c.refresh.fraction);
                 assert!(c.token_file.file_name().is_some());
@@ -196,44 +201,56 @@ fuzz_target!(|data: &[u8]| {
         }
         Command::Doctor(mut d) => {
             contain_ca_file(&mut d.sidecar.tuning);
-            let _ = SidecarConfig::from_args(&d.sidecar).map_err(|e| e.to_string());
+            let _ = d.sidecar.config().map_err(|e| e.to_string());
         }
         Command::Node(mut a) if a.command.is_none() => {
             contain_ca_file(&mut a.tuning);
-            if let Ok(c) = NodeConfig::from_args(&a) {
+            if let Ok(c) = a.config() {
                 check_upstream(&c.upstream, a.tuning.ca_file.is_some());
                 check_refresh(c.cache.policy.fraction);
                 assert!(!c.listen.is_empty());
                 assert!(c.cache.max_identities > 0 && c.cache.upstream_concurrency > 0);
+                assert!(!c.cache.fill_wait.is_zero());
             }
         }
         Command::Exchange(mut a) => {
+            check_refresh(a.tuning.refresh_fraction);
             contain_ca_file(&mut a.tuning);
-            if let Ok(u) = upstream_config(&a.upstream, &a.tuning) {
+            if let Ok(u) = a.tuning.upstream_config(&a.upstream) {
                 check_upstream(&u, a.tuning.ca_file.is_some());
-            }
-            if let Ok(p) = refresh_policy(&a.tuning) {
-                check_refresh(p.fraction);
             }
         }
         Command::Webhook(a) => {
-            if let Ok(c) = WebhookConfig::from_args(&a) {
-                assert_ne!(c.listen, c.admin_listen);
-                let i = &c.inject;
-                assert!((600..=86_400).contains(&i.token_expiration));
+            if a.validate().is_ok() {
+                assert_ne!(a.listen, a.admin_listen);
+                assert!(!a.body_timeout.is_zero() && a.max_connections > 0);
+                let i = &a.inject;
+                assert!((600..=86_400).contains(&i.token_expiration.secs()));
                 assert!(i.sidecar_port != 0 && i.sidecar_port != i.sidecar_admin_port);
-                assert!(image_reference(&i.image).is_ok());
-                if let Ok(inject) = credagent::webhook::inject_config(i) {
-                    assert_eq!(inject.validate(), Ok(()));
-                    assert!(inject.sidecar_args(false).starts_with(&["sidecar".to_owned()]));
+                assert!(image_reference(i.sidecar_image.as_str()).is_ok());
+                let r = &i.resources;
+                for (request, limit) in [(&r.cpu_request, &r.cpu_limit), (&r.memory_request, &r.memory_limit)] {
+                    if let (Some(q), Some(l)) = (request, limit) {
+                        assert!(!q.exceeds(l), "request {q:?} above limit {l:?}");
+                    }
+                }
+                // What is injected is what `credagent sidecar` accepts.
+                for credential_process in [false, true] {
+                    let args = sidecar_args(i, credential_process);
+                    let sidecar = parse(std::iter::once("credagent".to_owned()).chain(args.clone()));
+                    match sidecar.map(|c| c.command) {
+                        Ok(Command::Sidecar(s)) => {
+                            assert!(s.validate().is_ok(), "{args:?}")
+                        }
+                        other => panic!("the sidecar refuses {args:?}: {other:?}"),
+                    }
                 }
             }
         }
         Command::Demo(a) => {
-            if let Ok(c) = DemoConfig::from_args(&a) {
-                assert!(c.credential_lifetime >= Duration::from_secs(1));
-                assert!(c.rotate_every >= Duration::from_secs(1));
-            }
+            assert!(a.credential_lifetime >= Duration::from_secs(1));
+            assert!(a.rotate_every >= Duration::from_secs(1));
+            assert!(a.duration.is_none_or(|d| d >= Duration::from_secs(1)));
         }
         _ => {}
     }

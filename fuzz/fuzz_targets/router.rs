@@ -149,7 +149,7 @@ fn rig() -> &'static Rig {
         let credagent::cli::Command::Node(args) = cli.command else {
             unreachable!("a node command")
         };
-        let config = credagent::config::NodeConfig::from_args(&args).expect("node config");
+        let config = args.config().expect("node config");
         let service = credagent::node::Service::new(
             &config,
             Some(Arc::new(Refusing)),

@@ -1,11 +1,16 @@
-//! `credagent node` and `credagent node setup-link`.
+//! `credagent node` and `credagent node setup-link`: their flags, node
+//! mode's cross-flag rules, and what they resolve to.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use super::shared::{
-    ServingArgs, TuningArgs, UpstreamArgs, DEFAULT_ADMIN_LISTEN, DEFAULT_AUDIENCE,
+use super::shared::{ServingArgs, TuningArgs, DEFAULT_ADMIN_LISTEN, DEFAULT_AUDIENCE};
+use crate::config::flag::{checked, positive, positive_rate};
+use crate::config::{
+    parse_duration, positive_duration, CacheConfig, ConfigError, HttpsUrl, NodeConfig,
+    RefreshPolicy, SourceLimits, Upstream, VerifyConfig,
 };
 
 /// Default node-mode listeners: the EKS Pod Identity addresses every current
@@ -20,8 +25,9 @@ pub struct NodeArgs {
     #[command(subcommand)]
     pub command: Option<NodeCommand>,
 
+    /// The upstream (absent only under `setup-link`, which needs none).
     #[command(flatten)]
-    pub upstream: UpstreamArgs,
+    pub upstream: Option<Upstream>,
 
     /// Credentials listener address; repeat (or comma-separate) for several.
     #[arg(long, env = "CREDAGENT_LISTEN", value_name = "ADDR", value_delimiter = ',', default_values = DEFAULT_NODE_LISTEN)]
@@ -36,7 +42,8 @@ pub struct NodeArgs {
         long,
         env = "CREDAGENT_MAX_IDENTITIES",
         default_value = "4096",
-        value_name = "N"
+        value_name = "N",
+        value_parser = checked(positive::<usize>)
     )]
     pub max_identities: usize,
 
@@ -45,7 +52,8 @@ pub struct NodeArgs {
         long,
         env = "CREDAGENT_UPSTREAM_CONCURRENCY",
         default_value = "32",
-        value_name = "N"
+        value_name = "N",
+        value_parser = checked(positive::<usize>)
     )]
     pub upstream_concurrency: usize,
 
@@ -54,25 +62,28 @@ pub struct NodeArgs {
         long,
         env = "CREDAGENT_IDLE_TIMEOUT",
         default_value = "1h",
-        value_name = "DURATION"
+        value_name = "DURATION",
+        value_parser = checked(parse_duration)
     )]
-    pub idle_timeout: String,
+    pub idle_timeout: Duration,
 
     /// How long a token the upstream (or local verification) refused is refused without asking again.
     #[arg(
         long,
         env = "CREDAGENT_NEGATIVE_CACHE_TTL",
         default_value = "5s",
-        value_name = "DURATION"
+        value_name = "DURATION",
+        value_parser = checked(parse_duration)
     )]
-    pub negative_cache_ttl: String,
+    pub negative_cache_ttl: Duration,
 
     /// Most connections open at once, over every listener (sized to the memory limit: docs/deploy.md).
     #[arg(
         long,
         env = "CREDAGENT_MAX_CONNECTIONS",
         default_value = "4096",
-        value_name = "N"
+        value_name = "N",
+        value_parser = checked(positive::<usize>)
     )]
     pub max_connections: usize,
 
@@ -81,7 +92,8 @@ pub struct NodeArgs {
         long,
         env = "CREDAGENT_MAX_CONNECTIONS_PER_SOURCE",
         default_value = "1024",
-        value_name = "N"
+        value_name = "N",
+        value_parser = checked(positive::<usize>)
     )]
     pub max_connections_per_source: usize,
 
@@ -90,16 +102,18 @@ pub struct NodeArgs {
         long,
         env = "CREDAGENT_FILL_WAIT",
         default_value = "5s",
-        value_name = "DURATION"
+        value_name = "DURATION",
+        value_parser = checked(positive_duration)
     )]
-    pub fill_wait: String,
+    pub fill_wait: Duration,
 
     /// Most first exchanges (of tokens not yet cached) waiting or running at once.
     #[arg(
         long,
         env = "CREDAGENT_MAX_PENDING_FILLS",
         default_value = "1024",
-        value_name = "N"
+        value_name = "N",
+        value_parser = checked(positive::<usize>)
     )]
     pub max_pending_fills: usize,
 
@@ -108,7 +122,8 @@ pub struct NodeArgs {
         long,
         env = "CREDAGENT_SOURCE_MISS_BURST",
         default_value = "1024",
-        value_name = "N"
+        value_name = "N",
+        value_parser = checked(positive::<u32>)
     )]
     pub source_miss_burst: u32,
 
@@ -117,7 +132,8 @@ pub struct NodeArgs {
         long,
         env = "CREDAGENT_SOURCE_MISS_RATE",
         default_value = "128",
-        value_name = "PER_SECOND"
+        value_name = "PER_SECOND",
+        value_parser = checked(positive_rate)
     )]
     pub source_miss_rate: f64,
 
@@ -137,7 +153,7 @@ pub struct NodeArgs {
         value_name = "URL",
         value_delimiter = ','
     )]
-    pub issuers: Vec<String>,
+    pub issuers: Vec<HttpsUrl>,
 
     /// The key set of the --issuer at the same position, instead of discovery (https, or http to loopback).
     #[arg(
@@ -146,7 +162,7 @@ pub struct NodeArgs {
         value_name = "URL",
         value_delimiter = ','
     )]
-    pub jwks_urls: Vec<String>,
+    pub jwks_urls: Vec<HttpsUrl>,
 
     /// The audience verified tokens must carry.
     #[arg(
@@ -182,4 +198,83 @@ pub struct SetupLinkArgs {
         value_name = "NAME"
     )]
     pub link_name: String,
+}
+
+// === impl NodeArgs ===
+
+impl NodeArgs {
+    /// Node mode's cross-flag rules (clap checks the rest as it parses).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.tuning.validate()?;
+        if self.listen.is_empty() {
+            return Err(ConfigError::new(
+                "--listen",
+                "at least one address is required",
+            ));
+        }
+        if self.issuers.is_empty() {
+            if !self.jwks_urls.is_empty() {
+                return Err(ConfigError::new(
+                    "--jwks-url",
+                    "names the key set of an --issuer; give the --issuer too",
+                ));
+            }
+            return Ok(());
+        }
+        if !self.jwks_urls.is_empty() && self.jwks_urls.len() != self.issuers.len() {
+            return Err(ConfigError::new(
+                "--jwks-url",
+                "give one per --issuer, in the same order, or none (discovery)",
+            ));
+        }
+        if self.audience.is_empty() {
+            return Err(ConfigError::new("--audience", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    /// Everything node mode needs: the rules checked, the upstream's roots
+    /// and proxy read, the settings grouped by the part that uses them.
+    pub fn config(&self) -> Result<NodeConfig, ConfigError> {
+        self.validate()?;
+        let upstream = self.upstream.as_ref().ok_or_else(|| {
+            ConfigError::new("--org-id", "one of --org-id or --exchange-url is required")
+        })?;
+        let verify = (!self.issuers.is_empty()).then(|| VerifyConfig {
+            issuers: self
+                .issuers
+                .iter()
+                .enumerate()
+                .map(|(i, issuer)| {
+                    let jwks = self.jwks_urls.get(i).map(|u| u.uri().clone());
+                    (issuer.as_str().to_owned(), jwks)
+                })
+                .collect(),
+            audience: self.audience.clone(),
+        });
+        Ok(NodeConfig {
+            upstream: self.tuning.upstream_config(upstream)?,
+            listen: self.listen.clone(),
+            admin_listen: self.admin_listen,
+            max_connections: self.max_connections,
+            cache: CacheConfig {
+                max_identities: self.max_identities,
+                upstream_concurrency: self.upstream_concurrency,
+                idle_timeout: self.idle_timeout,
+                max_pending_fills: self.max_pending_fills,
+                fill_wait: self.fill_wait,
+                policy: RefreshPolicy {
+                    denied_backoff: self.negative_cache_ttl,
+                    ..self.tuning.refresh_policy()
+                },
+            },
+            sources: SourceLimits {
+                max_connections: self.max_connections_per_source,
+                miss_burst: f64::from(self.source_miss_burst),
+                miss_rate: self.source_miss_rate,
+                refusal_cost: f64::from(self.source_refusal_cost),
+            },
+            verify,
+        })
+    }
 }

@@ -4,11 +4,12 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use http::Uri;
 
-use super::shared::{
-    TuningArgs, UpstreamArgs, DEFAULT_AUDIENCE, DEFAULT_AUTH_TOKEN_FILE, DEFAULT_TOKEN_FILE,
-};
+use super::shared::{TuningArgs, DEFAULT_AUDIENCE, DEFAULT_AUTH_TOKEN_FILE, DEFAULT_TOKEN_FILE};
 use super::sidecar::SidecarArgs;
+use crate::config::flag::checked;
+use crate::config::Upstream;
 
 /// `credagent credential-process`.
 #[derive(Debug, Clone, Args)]
@@ -18,9 +19,10 @@ pub struct CredentialProcessArgs {
         long,
         env = "CREDAGENT_URL",
         default_value = "http://127.0.0.1:8181/v1/credentials",
-        value_name = "URL"
+        value_name = "URL",
+        value_parser = checked(agent_url)
     )]
-    pub url: String,
+    pub url: Uri,
 
     /// The agent's auth token file.
     #[arg(long, env = "CREDAGENT_AUTH_TOKEN_FILE", default_value = DEFAULT_AUTH_TOKEN_FILE, value_name = "PATH")]
@@ -35,7 +37,7 @@ pub struct ExchangeArgs {
     pub token_file: PathBuf,
 
     #[command(flatten)]
-    pub upstream: UpstreamArgs,
+    pub upstream: Upstream,
 
     /// Print the secret access key and session token instead of redacting them.
     #[arg(long)]
@@ -83,4 +85,13 @@ pub struct DoctorArgs {
         value_name = "AUD"
     )]
     pub audience: String,
+}
+
+/// `--url`: the agent is reached over plain http (on loopback or the node's
+/// link-local address), never anything else.
+fn agent_url(s: &str) -> Result<Uri, &'static str> {
+    match s.parse::<Uri>() {
+        Ok(u) if u.scheme_str() == Some("http") && u.host().is_some() => Ok(u),
+        _ => Err("must be an http:// URL of the agent"),
+    }
 }

@@ -1,8 +1,14 @@
 //! Durations on the command line: bare seconds (`10`) or a sequence of
 //! whole numbers with a unit of `ms`, `s`, `m` or `h` (`500ms`, `10s`, `20m`,
-//! `1h`, `1m30s`, `1h 30m`).
+//! `1h`, `1m30s`, `1h 30m`), and the durations with a rule of their own.
+//!
+//! [`parse_duration`] is written by hand (and fuzzed against an oracle):
+//! it refuses what humantime accepted but users should not write
+//! (fractions, signs, `10 s`, `1h30`).
 
 use std::time::Duration;
+
+use super::flag::flag_value;
 
 const EXAMPLES: &str = "e.g. 500ms, 10s, 20m, 1h";
 
@@ -47,6 +53,63 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     }
     Ok(total)
 }
+
+/// A duration above zero (a timeout, a wait).
+pub fn positive_duration(raw: &str) -> Result<Duration, String> {
+    match parse_duration(raw)? {
+        d if d.is_zero() => Err("must be > 0".into()),
+        d => Ok(d),
+    }
+}
+
+/// A projected token's lifetime: whole seconds from Kubernetes' minimum,
+/// 10 minutes, to 24 hours (EKS's default, and a bound on how long a
+/// stolen token stays useful). The webhook's `--token-expiration` and the
+/// Pod's `credagent.io/token-expiration` annotation alike.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TokenExpiration(u32);
+
+impl TokenExpiration {
+    /// Shortest lifetime, seconds.
+    pub const MIN: u32 = 600;
+    /// Longest lifetime, seconds.
+    pub const MAX: u32 = 86_400;
+
+    /// `secs`, if in range.
+    pub fn from_secs(secs: u32) -> Option<Self> {
+        (Self::MIN..=Self::MAX)
+            .contains(&secs)
+            .then_some(Self(secs))
+    }
+
+    /// The lifetime in seconds (`expirationSeconds`).
+    pub fn secs(self) -> u32 {
+        self.0
+    }
+}
+
+impl std::str::FromStr for TokenExpiration {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        let lifetime = parse_duration(raw)?;
+        u32::try_from(lifetime.as_secs())
+            .ok()
+            .filter(|_| lifetime.subsec_nanos() == 0)
+            .and_then(Self::from_secs)
+            .ok_or_else(|| {
+                "must be whole seconds from 10m to 24h (Kubernetes' minimum to 24 hours)".into()
+            })
+    }
+}
+
+impl std::fmt::Debug for TokenExpiration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+flag_value!(TokenExpiration);
 
 #[cfg(test)]
 mod tests {
@@ -96,5 +159,20 @@ mod tests {
             .unwrap_err()
             .contains("out of range"));
         assert!(parse_duration("10d").unwrap_err().contains("unknown unit"));
+        assert_eq!(positive_duration("0s"), Err("must be > 0".into()));
+        assert_eq!(positive_duration("1ms"), Ok(Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn token_expirations() {
+        let secs = |s: &str| s.parse::<TokenExpiration>().map(TokenExpiration::secs);
+        assert_eq!(secs("1h"), Ok(3600));
+        assert_eq!(secs("10m"), Ok(600));
+        assert_eq!(secs("86400"), Ok(86_400));
+        for bad in ["5m", "25h", "599", "10m500ms"] {
+            assert!(secs(bad).unwrap_err().contains("10m to 24h"), "{bad}");
+        }
+        assert!(secs("soon").unwrap_err().contains("not a duration"));
+        assert_eq!(TokenExpiration::from_secs(599), None);
     }
 }

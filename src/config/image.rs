@@ -1,5 +1,59 @@
-//! Container image references, checked against the distribution grammar
-//! before they are written into Pods.
+//! Container images the webhook writes into Pods: the reference, checked
+//! against the distribution grammar, and the pull policy.
+
+use super::flag::string_value;
+
+/// A container image reference that passed [`image_reference`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct ImageRef(String);
+
+/// A container `imagePullPolicy`, spelt as Kubernetes spells it (on the
+/// command line too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum PullPolicy {
+    /// `Always`.
+    #[value(name = "Always")]
+    Always,
+    /// `IfNotPresent`.
+    #[default]
+    #[value(name = "IfNotPresent")]
+    IfNotPresent,
+    /// `Never`.
+    #[value(name = "Never")]
+    Never,
+}
+
+// === impl ImageRef ===
+
+impl ImageRef {
+    /// The reference as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for ImageRef {
+    type Err = &'static str;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        image_reference(raw).map(|()| Self(raw.to_owned()))
+    }
+}
+
+string_value!(ImageRef);
+
+// === impl PullPolicy ===
+
+impl PullPolicy {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "Always",
+            Self::IfNotPresent => "IfNotPresent",
+            Self::Never => "Never",
+        }
+    }
+}
 
 /// Checks an image reference against the distribution grammar:
 /// `[domain[:port]/]path[:tag][@algorithm:hex]`, path components lowercase.

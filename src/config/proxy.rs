@@ -13,7 +13,7 @@
 use http::Uri;
 
 use super::error::ConfigError;
-use crate::cli::TuningArgs;
+use super::flag::flag_value;
 
 /// The variables read for `https://` destinations, in order.
 pub const HTTPS_PROXY_VARS: [&str; 2] = ["HTTPS_PROXY", "https_proxy"];
@@ -167,6 +167,17 @@ impl ProxyUrl {
     }
 }
 
+/// `--proxy`: the reason alone (the flag's value parser names the flag).
+impl std::str::FromStr for ProxyUrl {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        Self::parse(raw, ProxyOrigin::Flag).map_err(|e| e.reason)
+    }
+}
+
+flag_value!(ProxyUrl);
+
 impl std::fmt::Debug for ProxyUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} (from {}", self.redacted, self.origin)?;
@@ -207,11 +218,13 @@ impl ProxySettings {
     }
 
     /// `--proxy URL` for every destination, with the environment's `NO_PROXY`.
-    pub fn explicit(url: &str, get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let proxy = ProxyUrl::parse(url, ProxyOrigin::Flag)?;
+    pub fn explicit(
+        proxy: &ProxyUrl,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         Ok(Self {
             https: Some(proxy.clone()),
-            http: Some(proxy),
+            http: Some(proxy.clone()),
             no_proxy: Self::from_env_vars(|n| {
                 NO_PROXY_VARS.contains(&n).then(|| get(n)).flatten()
             })?
@@ -224,24 +237,23 @@ impl ProxySettings {
     pub fn is_none(&self) -> bool {
         self.https.is_none() && self.http.is_none()
     }
-}
 
-/// The proxy flags (`--proxy`, `--no-proxy`) over the environment `get`.
-pub fn proxy_settings(
-    tuning: &TuningArgs,
-    get: impl Fn(&str) -> Option<String>,
-) -> Result<ProxySettings, ConfigError> {
-    match (&tuning.proxy, tuning.no_proxy) {
-        (Some(_), true) => Err(ConfigError::new(
-            "--no-proxy",
-            "give either --proxy or --no-proxy, not both",
-        )),
-        (None, true) => Ok(ProxySettings {
-            disabled: true,
-            ..ProxySettings::none()
-        }),
-        (Some(url), false) => ProxySettings::explicit(&url.0, get),
-        (None, false) => ProxySettings::from_env_vars(get),
+    /// What the proxy flags say over the environment `get`: `--no-proxy`
+    /// (`disabled`) ignores it, `--proxy` wins over its proxies (the two
+    /// flags together are refused before this, by the subcommand's rules).
+    pub fn resolve(
+        proxy: Option<&ProxyUrl>,
+        disabled: bool,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        match (proxy, disabled) {
+            (_, true) => Ok(Self {
+                disabled: true,
+                ..Self::none()
+            }),
+            (Some(url), false) => Self::explicit(url, get),
+            (None, false) => Self::from_env_vars(get),
+        }
     }
 }
 
@@ -317,32 +329,23 @@ mod tests {
 
     #[test]
     fn flags_win_over_the_environment() {
-        let mut tuning = crate::cli::TuningArgs {
-            refresh_fraction: 0.5,
-            refresh_margin: "20m".into(),
-            upstream_timeout: "10s".into(),
-            connect_timeout: "3s".into(),
-            ca_file: None,
-            proxy: None,
-            no_proxy: false,
-        };
         let vars = env(&[
             ("HTTPS_PROXY", "http://from-env:3128"),
             ("NO_PROXY", "internal.example"),
         ]);
-        tuning.proxy = Some(crate::cli::ProxyArg("http://flag:8080".into()));
-        let s = proxy_settings(&tuning, &vars).unwrap();
+        let flag: ProxyUrl = "http://flag:8080".parse().unwrap();
+        let s = ProxySettings::resolve(Some(&flag), false, &vars).unwrap();
         assert_eq!(s.https.as_ref().unwrap().redacted(), "http://flag:8080");
         assert_eq!(s.http.as_ref().unwrap().origin(), ProxyOrigin::Flag);
         assert_eq!(s.no_proxy, Some(("internal.example".into(), "NO_PROXY")));
-        tuning.proxy = None;
-        tuning.no_proxy = true;
-        let s = proxy_settings(&tuning, &vars).unwrap();
+        let s = ProxySettings::resolve(None, true, &vars).unwrap();
         assert!(s.is_none() && s.disabled);
-        tuning.proxy = Some(crate::cli::ProxyArg("http://flag:8080".into()));
-        assert_eq!(
-            proxy_settings(&tuning, &vars).unwrap_err().flag,
-            "--no-proxy"
+        let s = ProxySettings::resolve(None, false, &vars).unwrap();
+        assert_eq!(s.https.unwrap().origin(), ProxyOrigin::Env("HTTPS_PROXY"));
+        let e = "https://u:hunter2@proxy".parse::<ProxyUrl>().unwrap_err();
+        assert!(
+            e.starts_with("TLS to the proxy") && !e.contains("hunter2"),
+            "{e}"
         );
     }
 }

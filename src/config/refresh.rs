@@ -38,3 +38,28 @@ impl Default for RefreshPolicy {
         }
     }
 }
+
+/// `--refresh-fraction`: strictly between 0 and 1.
+pub fn refresh_fraction(s: &str) -> Result<f64, String> {
+    let f: f64 = s
+        .parse()
+        .map_err(|e: std::num::ParseFloatError| e.to_string())?;
+    if f > 0.0 && f < 1.0 {
+        Ok(f)
+    } else {
+        Err("must be between 0 and 1 (exclusive)".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fractions() {
+        assert_eq!(refresh_fraction("0.5"), Ok(0.5));
+        for bad in ["0", "1", "2", "-0.1", "NaN", "x"] {
+            assert!(refresh_fraction(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,13 +1,14 @@
 //! The proxy the webhook gives every injected sidecar (`--sidecar-https-proxy`,
 //! `--sidecar-no-proxy`), written into the sidecar's env as `HTTPS_PROXY` and
-//! `NO_PROXY`. One validator each, used by the webhook's flags and by the
-//! admission core alike.
+//! `NO_PROXY`: [`InjectedProxyUrl`] and [`NoProxyList`], what the webhook's
+//! flags are parsed into and the admission core writes.
 //!
 //! The URL goes through the sidecar's own parser ([`ProxyUrl::parse`]), so an
 //! injected sidecar never exits 2 on what it was given, and must carry no
 //! credentials: the value is written in clear into every Pod spec, which
 //! anyone who can read Pods can read.
 
+use super::flag::string_value;
 use super::proxy::{ProxyOrigin, ProxyUrl};
 
 /// Longest `--sidecar-no-proxy`, in bytes.
@@ -40,6 +41,47 @@ pub enum InjectedProxyError {
     #[error("entry {0} is a URL: give only its host (and port)")]
     NoProxyUrl(usize),
 }
+
+/// An injected `HTTPS_PROXY`, as the sidecar will read it
+/// ([`injected_https_proxy`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct InjectedProxyUrl(String);
+
+/// An injected `NO_PROXY`, entries trimmed ([`injected_no_proxy`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct NoProxyList(String);
+
+impl InjectedProxyUrl {
+    /// `http://HOST[:PORT]`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl NoProxyList {
+    /// The entries, comma-separated.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for InjectedProxyUrl {
+    type Err = InjectedProxyError;
+
+    fn from_str(raw: &str) -> Result<Self, InjectedProxyError> {
+        injected_https_proxy(raw).map(Self)
+    }
+}
+
+impl std::str::FromStr for NoProxyList {
+    type Err = InjectedProxyError;
+
+    fn from_str(raw: &str) -> Result<Self, InjectedProxyError> {
+        injected_no_proxy(raw).map(Self)
+    }
+}
+
+string_value!(InjectedProxyUrl, NoProxyList);
 
 /// Checks an injected `HTTPS_PROXY`; returns it as the sidecar will read it
 /// (`http://HOST[:PORT]`, the scheme made explicit).

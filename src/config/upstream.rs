@@ -1,24 +1,43 @@
-//! The upstream and refresh flags every mode shares (`--exchange-url` or
-//! `--org-id`, timeouts, `--ca-file`, the proxy, the refresh schedule), and
-//! [`OutboundConfig`], what the one outbound client is built from.
+//! The upstream: which one ([`Upstream`], from `--exchange-url` or
+//! `--org-id`), and how it is reached ([`UpstreamConfig`]: timeouts,
+//! `--ca-file` roots, the proxy), with [`OutboundConfig`], what the one
+//! outbound client is built from.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use http::Uri;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
-use super::duration::parse_duration;
 use super::error::ConfigError;
+use super::flag::string_value;
 use super::key::ExchangeMethod;
-use super::proxy::{proxy_settings, ProxySettings};
-use super::refresh::RefreshPolicy;
-use crate::cli::{TuningArgs, UpstreamArgs};
+use super::proxy::ProxySettings;
+use super::url::HttpsUrl;
 
 /// The CoreWeave temporary-credentials endpoint, without the org id.
 pub const COREWEAVE_EXCHANGE_BASE: &str =
     "https://api.coreweave.com/v1/cwobject/temporary-credentials/oidc/";
+
+/// What an organization id may be.
+pub const ORG_ID_RULE: &str = "must be 1-128 characters of letters, digits, '-', '_' or '.'";
+
+/// A CoreWeave organization id, and the exchange URL it names.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OrgId {
+    id: String,
+    url: Uri,
+}
+
+/// The upstream temporary-credentials endpoint: exactly one of the
+/// sidecar's `--org-id` and `--exchange-url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    /// A CoreWeave organization id: `--org-id`.
+    OrgId(OrgId),
+    /// A full temporary-credentials URL: `--exchange-url`.
+    ExchangeUrl(HttpsUrl),
+}
 
 /// How to reach the upstream.
 #[derive(Clone)]
@@ -49,6 +68,103 @@ pub struct OutboundConfig {
     pub extra_roots: Vec<CertificateDer<'static>>,
     /// Which destinations go through which proxy.
     pub proxy: ProxySettings,
+}
+
+/// Whether `org` is an organization id ([`ORG_ID_RULE`]).
+pub fn valid_org_id(org: &str) -> bool {
+    !org.is_empty()
+        && org.len() <= 128
+        && org
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// The POST exchange's URL and org id from the GET exchange's URL, which
+/// ends in `/ORG`: the same URL without its last path segment (CoreWeave's
+/// `…/temporary-credentials/oidc/ORG` → `…/temporary-credentials/oidc`).
+pub fn post_target(get_url: &http::Uri) -> Result<(http::Uri, String), String> {
+    let path = get_url.path();
+    let Some((base, org)) = path.trim_end_matches('/').rsplit_once('/') else {
+        return Err("must end in /ORG-ID to be used with --key-lifetime".into());
+    };
+    if base.is_empty() || !valid_org_id(org) || get_url.query().is_some() {
+        return Err(
+            "must end in /ORG-ID (the GET exchange's form, e.g. https://api.coreweave.com/v1/cwobject/temporary-credentials/oidc/ORG-ID) to be used with --key-lifetime".into(),
+        );
+    }
+    let mut parts = get_url.clone().into_parts();
+    parts.path_and_query = Some(
+        base.parse()
+            .map_err(|_| "makes no URL without its last path segment".to_owned())?,
+    );
+    let url = http::Uri::from_parts(parts)
+        .map_err(|_| "makes no URL without its last path segment".to_owned())?;
+    Ok((url, org.to_owned()))
+}
+
+/// Reads `--ca-file`: PEM certificates, at least one.
+pub fn load_roots(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    const FLAG: &str = "--ca-file";
+    let pem = std::fs::read(path)
+        .map_err(|e| ConfigError::new(FLAG, format!("cannot read {}: {e}", path.display())))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ConfigError::new(FLAG, format!("bad PEM in {}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(ConfigError::new(
+            FLAG,
+            format!("no certificates in {}", path.display()),
+        ));
+    }
+    Ok(certs)
+}
+
+// === impl OrgId ===
+
+impl OrgId {
+    /// The id as given.
+    pub fn as_str(&self) -> &str {
+        &self.id
+    }
+}
+
+impl std::str::FromStr for OrgId {
+    type Err = String;
+
+    fn from_str(org: &str) -> Result<Self, String> {
+        if !valid_org_id(org) {
+            return Err(ORG_ID_RULE.into());
+        }
+        let url = format!("{COREWEAVE_EXCHANGE_BASE}{org}")
+            .parse()
+            .map_err(|e| format!("builds no valid URL ({e})"))?;
+        Ok(Self {
+            id: org.to_owned(),
+            url,
+        })
+    }
+}
+
+string_value!(OrgId);
+
+// === impl Upstream ===
+
+impl Upstream {
+    /// The temporary-credentials URL.
+    pub fn url(&self) -> &Uri {
+        match self {
+            Self::OrgId(org) => &org.url,
+            Self::ExchangeUrl(url) => url.uri(),
+        }
+    }
+
+    /// The sidecar's flag and value that name this upstream.
+    pub fn as_flag(&self) -> [&str; 2] {
+        match self {
+            Self::OrgId(org) => ["--org-id", org.as_str()],
+            Self::ExchangeUrl(url) => ["--exchange-url", url.as_str()],
+        }
+    }
 }
 
 // === impl UpstreamConfig ===
@@ -87,227 +203,9 @@ impl std::fmt::Debug for OutboundConfig {
     }
 }
 
-/// Which of `--exchange-url` and `--org-id` was given.
-pub(super) enum Given<'a> {
-    ExchangeUrl(&'a str),
-    OrgId(&'a str),
-}
-
-/// Exactly one of `--exchange-url` and `--org-id`, validated, and the
-/// exchange URL it makes.
-pub(super) fn exchange_target(upstream: &UpstreamArgs) -> Result<(Given<'_>, Uri), ConfigError> {
-    match (&upstream.exchange_url, &upstream.org_id) {
-        (Some(url), None) => Ok((Given::ExchangeUrl(url), exchange_url(url)?)),
-        (None, Some(org)) => Ok((Given::OrgId(org), org_url(org)?)),
-        (Some(_), Some(_)) => Err(ConfigError::new(
-            "--exchange-url",
-            "give either --exchange-url or --org-id, not both",
-        )),
-        (None, None) => Err(ConfigError::new(
-            "--org-id",
-            "one of --org-id or --exchange-url is required",
-        )),
-    }
-}
-
-/// Validates the upstream flags shared by the modes; the proxy variables
-/// are read from the process environment, once, here.
-pub fn upstream_config(
-    upstream: &UpstreamArgs,
-    tuning: &TuningArgs,
-) -> Result<UpstreamConfig, ConfigError> {
-    let (_, url) = exchange_target(upstream)?;
-    let connect_timeout = parse_duration(&tuning.connect_timeout)
-        .map_err(|e| ConfigError::new("--connect-timeout", e))?;
-    let timeout = parse_duration(&tuning.upstream_timeout)
-        .map_err(|e| ConfigError::new("--upstream-timeout", e))?;
-    if connect_timeout.is_zero() {
-        return Err(ConfigError::new("--connect-timeout", "must be > 0"));
-    }
-    if timeout.is_zero() {
-        return Err(ConfigError::new("--upstream-timeout", "must be > 0"));
-    }
-    let extra_roots = match &tuning.ca_file {
-        None => Vec::new(),
-        Some(path) => load_roots(path)?,
-    };
-    let proxy = proxy_settings(tuning, |name| std::env::var(name).ok())?;
-    Ok(UpstreamConfig {
-        url,
-        connect_timeout,
-        timeout,
-        extra_roots,
-        proxy,
-        method: ExchangeMethod::Get,
-    })
-}
-
-/// Validates the refresh flags shared by the modes.
-pub fn refresh_policy(tuning: &TuningArgs) -> Result<RefreshPolicy, ConfigError> {
-    let fraction = tuning.refresh_fraction;
-    if !(fraction > 0.0 && fraction < 1.0) {
-        return Err(ConfigError::new(
-            "--refresh-fraction",
-            "must be between 0 and 1 (exclusive)",
-        ));
-    }
-    let margin = parse_duration(&tuning.refresh_margin)
-        .map_err(|e| ConfigError::new("--refresh-margin", e))?;
-    Ok(RefreshPolicy {
-        fraction,
-        margin,
-        ..RefreshPolicy::default()
-    })
-}
-
-pub(super) fn exchange_url(raw: &str) -> Result<Uri, ConfigError> {
-    const FLAG: &str = "--exchange-url";
-    let uri: Uri = raw
-        .parse()
-        .map_err(|e| ConfigError::new(FLAG, format!("not a URL ({e})")))?;
-    let host = uri
-        .host()
-        .ok_or_else(|| ConfigError::new(FLAG, "the URL has no host"))?;
-    match uri.scheme_str() {
-        Some("https") => {}
-        Some("http") if is_loopback_host(host) => {}
-        Some("http") => {
-            return Err(ConfigError::new(
-                FLAG,
-                "plain http is allowed only to a loopback host; use https",
-            ))
-        }
-        _ => return Err(ConfigError::new(FLAG, "the scheme must be https")),
-    }
-    Ok(uri)
-}
-
-/// What an organization id may be.
-pub const ORG_ID_RULE: &str = "must be 1-128 characters of letters, digits, '-', '_' or '.'";
-
-/// Whether `org` is an organization id (`ORG_ID_RULE`).
-pub fn valid_org_id(org: &str) -> bool {
-    !org.is_empty()
-        && org.len() <= 128
-        && org
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
-/// What a region name may be.
-pub const REGION_RULE: &str = "must be 1-64 characters of letters, digits and '-'";
-
-/// Whether `region` is a region name (`REGION_RULE`).
-pub fn valid_region(region: &str) -> bool {
-    !region.is_empty()
-        && region.len() <= 64
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-}
-
-pub(super) fn org_url(org: &str) -> Result<Uri, ConfigError> {
-    if !valid_org_id(org) {
-        return Err(ConfigError::new("--org-id", ORG_ID_RULE));
-    }
-    format!("{COREWEAVE_EXCHANGE_BASE}{org}")
-        .parse()
-        .map_err(|e| ConfigError::new("--org-id", format!("builds no valid URL ({e})")))
-}
-
-/// The POST exchange's URL and org id from the GET exchange's URL, which
-/// ends in `/ORG`: the same URL without its last path segment (CoreWeave's
-/// `…/temporary-credentials/oidc/ORG` → `…/temporary-credentials/oidc`).
-pub fn post_target(get_url: &http::Uri) -> Result<(http::Uri, String), String> {
-    let path = get_url.path();
-    let Some((base, org)) = path.trim_end_matches('/').rsplit_once('/') else {
-        return Err("must end in /ORG-ID to be used with --key-lifetime".into());
-    };
-    if base.is_empty() || !valid_org_id(org) || get_url.query().is_some() {
-        return Err(
-            "must end in /ORG-ID (the GET exchange's form, e.g. https://api.coreweave.com/v1/cwobject/temporary-credentials/oidc/ORG-ID) to be used with --key-lifetime".into(),
-        );
-    }
-    let mut parts = get_url.clone().into_parts();
-    parts.path_and_query = Some(
-        base.parse()
-            .map_err(|_| "makes no URL without its last path segment".to_owned())?,
-    );
-    let url = http::Uri::from_parts(parts)
-        .map_err(|_| "makes no URL without its last path segment".to_owned())?;
-    Ok((url, org.to_owned()))
-}
-
-/// Checks a URL the agent fetches documents from (issuer discovery, key
-/// sets): `https`, or plain `http` only to a loopback address.
-pub fn check_fetch_url(uri: &Uri) -> Result<(), String> {
-    let Some(host) = uri.host() else {
-        return Err("the URL has no host".into());
-    };
-    match uri.scheme_str() {
-        Some("https") => Ok(()),
-        Some("http") if is_loopback_host(host) => Ok(()),
-        Some("http") => Err("plain http is allowed only to a loopback host; use https".into()),
-        _ => Err("the scheme must be https".into()),
-    }
-}
-
-/// Returns true if and only if `host` (as it appears in a URI) is a loopback
-/// address or `localhost`.
-pub fn is_loopback_host(host: &str) -> bool {
-    if host.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-fn load_roots(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
-    const FLAG: &str = "--ca-file";
-    let pem = std::fs::read(path)
-        .map_err(|e| ConfigError::new(FLAG, format!("cannot read {}: {e}", path.display())))?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ConfigError::new(FLAG, format!("bad PEM in {}: {e}", path.display())))?;
-    if certs.is_empty() {
-        return Err(ConfigError::new(
-            FLAG,
-            format!("no certificates in {}", path.display()),
-        ));
-    }
-    Ok(certs)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_hosts() {
-        for h in ["127.0.0.1", "127.1.2.3", "[::1]", "localhost", "LOCALHOST"] {
-            assert!(is_loopback_host(h), "{h}");
-        }
-        for h in [
-            "10.0.0.1",
-            "169.254.170.23",
-            "example.com",
-            "[fd00:ec2::23]",
-        ] {
-            assert!(!is_loopback_host(h), "{h}");
-        }
-    }
-
-    #[test]
-    fn exchange_urls() {
-        assert!(exchange_url("https://api.example.com/v1/x").is_ok());
-        assert!(exchange_url("http://127.0.0.1:8080/v1/x").is_ok());
-        assert!(exchange_url("http://[::1]:8080/v1/x").is_ok());
-        let e = exchange_url("http://api.example.com/v1/x").unwrap_err();
-        assert_eq!(e.flag, "--exchange-url");
-        assert!(e.to_string().contains("loopback"), "{e}");
-        assert!(exchange_url("ftp://x/y").is_err());
-        assert!(exchange_url("/relative").is_err());
-    }
 
     #[test]
     fn post_targets() {
@@ -339,13 +237,31 @@ mod tests {
 
     #[test]
     fn org_ids() {
-        let uri = org_url("my-org_1").unwrap();
+        let org: OrgId = "my-org_1".parse().unwrap();
         assert_eq!(
-            uri.to_string(),
+            Upstream::OrgId(org).url().to_string(),
             "https://api.coreweave.com/v1/cwobject/temporary-credentials/oidc/my-org_1"
         );
         for bad in ["", "a/b", "a b", "x?y=1", &"a".repeat(129)] {
-            assert_eq!(org_url(bad).unwrap_err().flag, "--org-id", "{bad}");
+            assert_eq!(bad.parse::<OrgId>().unwrap_err(), ORG_ID_RULE, "{bad}");
+        }
+    }
+
+    #[test]
+    fn each_upstream_is_one_sidecar_flag() {
+        let url: HttpsUrl = "http://127.0.0.1:9/v1/x".parse().unwrap();
+        let up = Upstream::ExchangeUrl(url);
+        assert_eq!(up.as_flag(), ["--exchange-url", "http://127.0.0.1:9/v1/x"]);
+        assert_eq!(up.url().to_string(), "http://127.0.0.1:9/v1/x");
+    }
+
+    #[test]
+    fn roots_are_read_once_and_must_be_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        for path in [empty, dir.path().join("missing.pem")] {
+            assert_eq!(load_roots(&path).unwrap_err().flag, "--ca-file");
         }
     }
 }

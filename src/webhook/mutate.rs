@@ -49,30 +49,28 @@
 //!
 //! - [`review`] reads the request, [`response`] writes the answer.
 //! - [`admit`](mod@admit) ties them to [`inject`], the decision.
-//! - [`annotations`] reads the opt-in and the per-Pod settings, with
-//!   [`quantity`] for resource values; [`config`] is what the webhook
-//!   injects (built from its flags in `super::serve::settings`).
+//! - What is injected is [`crate::cli::InjectArgs`], the webhook's parsed
+//!   flags, read as they are (tests build it with `InjectArgs::from_flags`).
+//! - [`annotations`] reads the opt-in and the per-Pod settings over those
+//!   flags' defaults, with [`crate::config::quantity`] for resource values.
 //! - [`pod`] views the raw Pod, [`plan`] decides per container, [`items`]
-//!   builds what is added, [`patch`] builds the operations, [`names`] holds
-//!   every fixed name and path.
+//!   builds what is added ([`argv`] the sidecar's command line), [`patch`]
+//!   builds the operations, [`names`] holds every fixed name and path.
 
 pub mod admit;
 pub mod annotations;
-pub mod config;
+pub mod argv;
 pub mod inject;
 pub mod items;
 pub mod names;
 pub mod patch;
 pub mod plan;
 pub mod pod;
-pub mod quantity;
 pub mod response;
 pub mod review;
 
 #[cfg(test)]
 mod annotations_tests;
-#[cfg(test)]
-mod config_tests;
 #[cfg(test)]
 mod decide_tests;
 #[cfg(test)]
@@ -82,7 +80,6 @@ mod proxy_tests;
 
 pub use self::admit::{admit, respond, service_account_to_look_up, ServiceAccountRef};
 pub use self::annotations::{AnnotationError, Entry, Mode};
-pub use self::config::{InjectConfig, InjectConfigError, PullPolicy, Resources, Upstream};
 pub use self::inject::{decide, Decision, SkipReason};
 pub use self::patch::Op;
 pub use self::response::Response;

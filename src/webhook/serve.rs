@@ -2,8 +2,8 @@
 //! HTTPS, the serving certificate, and the wiring of `credagent webhook`.
 //!
 //! - [`service`]: [`Webhook`], the wiring of the listeners, the certificate
-//!   reloader and (compat mode) the ServiceAccount cache; [`settings`]: the
-//!   flags to an [`InjectConfig`](super::mutate::InjectConfig).
+//!   reloader and (compat mode) the ServiceAccount cache, from the parsed
+//!   [`WebhookArgs`](crate::cli::WebhookArgs).
 //! - [`server`]: the routes, bounded in body size and time, calling the
 //!   pure core.
 //! - [`tls`]: the serving certificate, reloaded when its files change
@@ -11,11 +11,9 @@
 
 pub mod server;
 pub mod service;
-pub mod settings;
 pub mod tls;
 pub mod x509;
 
 pub use self::server::{MutateRoutes, MUTATE_NAMESPACE_PATH, MUTATE_PATH};
 pub use self::service::{StartError, Webhook, WebhookOptions, KEEP_ALIVE_TIMEOUT};
-pub use self::settings::inject_config;
 pub use self::tls::{CertError, CertFiles, CertStore};

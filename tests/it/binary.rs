@@ -382,6 +382,103 @@ async fn the_demo_runs_refreshes_and_exits_cleanly() {
 }
 
 #[test]
+fn key_lifetime_chooses_the_post_exchange_in_both_modes() {
+    let (code, out, err) = run(
+        &[
+            "sidecar",
+            "--org-id",
+            "my-org",
+            "--key-lifetime",
+            "1h",
+            "--key-attribute",
+            "cluster=prod-1",
+            "--check-config",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("url: \"https://api.coreweave.com/v1/cwobject/temporary-credentials/oidc\"")
+            && out.contains("method: Post { org_id: \"my-org\"")
+            && out.contains("lifetime: 3600s")
+            && out.contains("name: \"cluster\", value: \"prod-1\""),
+        "{out}"
+    );
+    // The variables, a comma-separated list of attributes, and node mode;
+    // an --exchange-url in the GET's form loses its final /ORG.
+    let (code, out, err) = run(
+        &["node", "--check-config"],
+        &[
+            (
+                "CREDAGENT_EXCHANGE_URL",
+                "https://cw.example/v1/x/oidc/org-2",
+            ),
+            ("CREDAGENT_KEY_LIFETIME", "12h"),
+            ("CREDAGENT_KEY_ATTRIBUTE", "a=1,b=2"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("url: \"https://cw.example/v1/x/oidc\"")
+            && out.contains("org_id: \"org-2\"")
+            && out.contains("lifetime: 43200s")
+            && out.contains("name: \"b\", value: \"2\""),
+        "{out}"
+    );
+    // Without --key-lifetime: the GET, as before.
+    let (_, out, _) = run(&["sidecar", "--org-id", "o", "--check-config"], &[]);
+    assert!(
+        out.contains("method: Get") && out.contains("oidc/o\""),
+        "{out}"
+    );
+    for (args, flag) in [
+        (&["--key-lifetime", "5m"][..], "--key-lifetime"),
+        (&["--key-lifetime", "13h"], "--key-lifetime"),
+        (&["--key-attribute", "a=b"], "--key-lifetime"),
+        (
+            &["--key-lifetime", "1h", "--key-attribute", "k8s-pod=x"],
+            "--key-attribute",
+        ),
+        (
+            &[
+                "--key-lifetime",
+                "1h",
+                "--key-attribute",
+                "a=1",
+                "--key-attribute",
+                "a=2",
+            ],
+            "--key-attribute",
+        ),
+    ] {
+        let mut argv = vec!["sidecar", "--org-id", "o", "--check-config"];
+        argv.extend_from_slice(args);
+        let (code, _, err) = run(&argv, &[]);
+        assert_eq!(code, 2, "{args:?}");
+        assert!(
+            err.contains(flag) && err.lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    }
+    let (code, _, err) = run(
+        &[
+            "sidecar",
+            "--exchange-url",
+            "https://h/org",
+            "--key-lifetime",
+            "1h",
+            "--check-config",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--exchange-url") && err.contains("/ORG-ID"),
+        "{err}"
+    );
+}
+
+#[test]
 fn check_config_validates_and_exits() {
     let (code, out, err) = run(&["sidecar", "--org-id", "my-org", "--check-config"], &[]);
     assert_eq!(code, 0, "{err}");

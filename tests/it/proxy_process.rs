@@ -392,7 +392,12 @@ async fn doctor_reports_the_proxy_and_its_tunnel() {
         )),
         "{out}"
     );
-    assert!(out.contains("  PASS  exchange           role "), "{out}");
+    assert!(
+        out.contains(
+            "  PASS  exchange           GET exchange (the upstream chooses the lifetime), role "
+        ),
+        "{out}"
+    );
     assert!(
         !out.contains("upstream reachable"),
         "the tunnel replaces the direct check: {out}"

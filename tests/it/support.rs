@@ -104,9 +104,7 @@ pub fn node_config(flags: &[&str]) -> credagent::config::NodeConfig {
         .expect("flags parse")
         .command
     {
-        credagent::cli::Command::Node(args) => {
-            credagent::config::NodeConfig::from_args(&args).expect("valid node config")
-        }
+        credagent::cli::Command::Node(args) => args.config().expect("valid node config"),
         _ => unreachable!("a node command"),
     }
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use credagent::config::WebhookConfig;
-use credagent::webhook::{self, Webhook, WebhookOptions};
+use credagent::cli::WebhookArgs;
+use credagent::webhook::{Webhook, WebhookOptions};
 use credagent_testkit::{kubelet, StandIn};
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
@@ -66,7 +66,6 @@ impl WebhookRig {
         ];
         argv.extend(flags.iter().map(|s| s.to_string()));
         let config = webhook_config(&argv);
-        let inject = webhook::inject_config(&config.inject).expect("valid inject config");
         let shutdown = CancellationToken::new();
         let listeners = (
             TcpListener::bind("127.0.0.1:0").await.unwrap(),
@@ -74,7 +73,6 @@ impl WebhookRig {
         );
         let webhook = Webhook::start(
             &config,
-            inject,
             WebhookOptions {
                 listeners: Some(listeners),
                 kube,
@@ -132,14 +130,16 @@ impl WebhookRig {
     }
 }
 
-pub fn webhook_config(argv: &[String]) -> WebhookConfig {
+/// `credagent webhook ARGV...`, parsed and checked as the binary does.
+pub fn webhook_config(argv: &[String]) -> WebhookArgs {
     use clap::Parser as _;
     match credagent::cli::Cli::try_parse_from(argv)
         .expect("flags parse")
         .command
     {
         credagent::cli::Command::Webhook(args) => {
-            WebhookConfig::from_args(&args).expect("valid webhook config")
+            args.validate().expect("valid webhook config");
+            args
         }
         _ => unreachable!("a webhook command"),
     }

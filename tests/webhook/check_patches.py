@@ -6,7 +6,7 @@ Run by tests/webhook/run.sh, which installs requirements.txt and builds the two 
     check_patches.py --admission target/debug/examples/admission --credagent target/debug/credagent
 
 For every case of tests/fixtures/admission/cases.json: the response (from the Rust code,
-through the `admission` example) echoes the request and carries the expected decision; the
+through the `admission` example, given the case's `credagent webhook` flags) echoes the request and carries the expected decision; the
 patch applies with `jsonpatch` (an RFC 6902 implementation independent of the Rust code); the
 patched Pod validates with `kubernetes-validate --strict` against Kubernetes 1.29 (the first
 with native sidecars on by default) and the newest schema it ships; the injected shape is the
@@ -45,6 +45,8 @@ AUTH_TOKEN = AUTH_DIR + "/auth-token"
 AWS_CONFIG = AUTH_DIR + "/aws-config"
 DEFAULT_AUDIENCE = "https://coreweave.com/iam"
 NODE_URL = "http://169.254.170.23/v1/credentials"
+# The webhook's flags that take no value.
+SWITCHES = {"--coreweave-compat"}
 CREDENTIAL_VARS = {
     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_WEB_IDENTITY_TOKEN_FILE",
     "AWS_ROLE_ARN", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
@@ -69,11 +71,30 @@ class Report:
             print(f"  ok    {name}", flush=True)
 
 
-def run_admission(binary, config, sa, body, entry="pod"):
-    cmd = [binary, "--config", json.dumps(config), "--entry", entry]
+def case_flags(all_cases, case):
+    """A case's `credagent webhook` flags: the common ones, its upstream (or the common one), its own."""
+    return all_cases["flags"] + case.get("upstream", all_cases["upstream"]) + case.get("flags", [])
+
+
+def flag_values(argv):
+    """The flags as a dict, `--flag` to its value (True for a switch), as clap reads them."""
+    out, i = {}, 0
+    while i < len(argv):
+        name, eq, value = argv[i].partition("=")
+        if eq:
+            out[name], i = value, i + 1
+        elif name in SWITCHES:
+            out[name], i = True, i + 1
+        else:
+            out[name], i = argv[i + 1], i + 2
+    return out
+
+
+def run_admission(binary, flags, sa, body, entry="pod"):
+    cmd = [binary, "--entry", entry]
     if sa is not None:
         cmd += ["--sa-annotations", json.dumps(sa)]
-    p = subprocess.run(cmd + ["-"], input=json.dumps(body), capture_output=True, text=True)
+    p = subprocess.run(cmd + ["-", "--", *flags], input=json.dumps(body), capture_output=True, text=True)
     if p.returncode != 0:
         raise RuntimeError(f"admission exited {p.returncode}: {p.stderr.strip()}")
     label = p.stderr.strip().rsplit("decision=", 1)[-1]
@@ -90,22 +111,22 @@ def env_of(c):
 
 
 def expected_args(config, credential_process):
-    up = config["upstream"]
     args = ["sidecar", "--token-file", TOKEN_PATH]
-    args += ["--org-id", up["org_id"]] if "org_id" in up else ["--exchange-url", up["exchange_url"]]
+    upstream = "--org-id" if "--org-id" in config else "--exchange-url"
+    args += [upstream, config[upstream]]
     args += ["--listen", "127.0.0.1:8181", "--admin-listen", "0.0.0.0:9464", "--auth-token-file", AUTH_TOKEN]
-    if config.get("region"):
-        args += ["--region", config["region"]]
+    if config.get("--region"):
+        args += ["--region", config["--region"]]
     if credential_process:
         args += ["--credential-process-dir", AUTH_DIR]
-        if config.get("s3_endpoint"):
-            args += ["--endpoint-url", config["s3_endpoint"], "--s3-addressing-style", "virtual"]
+        if config.get("--s3-endpoint"):
+            args += ["--endpoint-url", config["--s3-endpoint"], "--s3-addressing-style", "virtual"]
     return args
 
 
 def expected_sidecar_env(config):
     """The sidecar's env: the webhook's proxy for it, each variable only when configured."""
-    pairs = (("HTTPS_PROXY", config.get("sidecar_https_proxy")), ("NO_PROXY", config.get("sidecar_no_proxy")))
+    pairs = (("HTTPS_PROXY", config.get("--sidecar-https-proxy")), ("NO_PROXY", config.get("--sidecar-no-proxy")))
     return [{"name": k, "value": v} for k, v in pairs if v]
 
 
@@ -146,8 +167,9 @@ def shape_problems(case, config, before, after):
     mode = case["mode"]
     annotations = before["metadata"].get("annotations") or {}
     credential_process = annotations.get("credagent.io/credential-process") == "true"
-    audience = annotations.get("credagent.io/audience", config.get("audience", DEFAULT_AUDIENCE))
-    expiration = int(annotations.get("credagent.io/token-expiration", config.get("token_expiration", 3600)))
+    audience = annotations.get("credagent.io/audience", config.get("--audience", DEFAULT_AUDIENCE))
+    # A case's --token-expiration is given in bare seconds.
+    expiration = int(annotations.get("credagent.io/token-expiration", config.get("--token-expiration", 3600)))
     init_after = after["spec"].get("initContainers") or []
 
     # Nothing that was there is lost or changed, except appended env and mounts.
@@ -202,7 +224,7 @@ def shape_problems(case, config, before, after):
             s = init_after[0]
             if s.get("restartPolicy") != "Always":
                 out.append("credagent has no restartPolicy: Always")
-            if s.get("image") != config["image"]:
+            if s.get("image") != config["--sidecar-image"]:
                 out.append(f"image {s.get('image')}")
             if s.get("args") != expected_args(config, credential_process):
                 out.append(f"args {s.get('args')}")
@@ -240,7 +262,7 @@ def shape_problems(case, config, before, after):
         out.append("a credagent container in node mode")
 
     # The apps.
-    url = "http://127.0.0.1:8181/v1/credentials" if mode == "sidecar" else config.get("node_url", NODE_URL)
+    url = "http://127.0.0.1:8181/v1/credentials" if mode == "sidecar" else config.get("--node-url", NODE_URL)
     token = AUTH_TOKEN if mode == "sidecar" else TOKEN_PATH
     mount = ("credagent-auth", AUTH_DIR) if mode == "sidecar" else ("credagent-token", TOKEN_DIR)
     before_by_name = {c["name"]: c for c in containers(before)}
@@ -264,11 +286,11 @@ def shape_problems(case, config, before, after):
         ms = [m for m in c.get("volumeMounts") or [] if m["name"] == mount[0]]
         if [(m["mountPath"], m.get("readOnly")) for m in ms] != [(mount[1], True)]:
             out.append(f"{name}: mounts of {mount[0]}: {ms}")
-        region = config.get("region")
+        region = config.get("--region")
         if region and not {"AWS_REGION", "AWS_DEFAULT_REGION"} & set(old_env):
             if (env.get("AWS_REGION"), env.get("AWS_DEFAULT_REGION")) != (region, region):
                 out.append(f"{name}: region vars")
-        endpoint = config.get("s3_endpoint")
+        endpoint = config.get("--s3-endpoint")
         if endpoint and not {"AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"} & set(old_env):
             if env.get("AWS_ENDPOINT_URL_S3") != endpoint:
                 out.append(f"{name}: AWS_ENDPOINT_URL_S3")
@@ -322,7 +344,6 @@ def main():
     a = ap.parse_args()
     report = Report()
     all_cases = json.loads((FIXTURES / "cases.json").read_text())
-    base = all_cases["config"]
     versions = list(dict.fromkeys(["1.29.0", latest_version()]))
     to_validate = []  # (case name, what, path)
     tmp = Path(tempfile.mkdtemp(prefix="webhook-check-"))
@@ -330,10 +351,11 @@ def main():
     for n, case in enumerate(all_cases["cases"]):
         name = case["name"]
         print(f"\n== {name} ({case['fixture']})", flush=True)
-        config = {**base, **case.get("config", {})}
+        flags = case_flags(all_cases, case)
+        config = flag_values(flags)
         req = json.loads((FIXTURES / case["fixture"]).read_text())
         try:
-            resp, label = run_admission(a.admission, config, case.get("sa_annotations"), req,
+            resp, label = run_admission(a.admission, flags, case.get("sa_annotations"), req,
                                         case.get("entry", "pod"))
         except (RuntimeError, json.JSONDecodeError) as e:
             report.check(f"{name}: response", str(e))
@@ -364,7 +386,7 @@ def main():
         for how, pod in (("as patched", after), ("defaulted by the API server", default_pod(after))):
             again = review(pod, namespace=req["request"]["namespace"], uid=f"second-pass-{n}")
             try:
-                resp2, label2 = run_admission(a.admission, config, case.get("sa_annotations"), again,
+                resp2, label2 = run_admission(a.admission, flags, case.get("sa_annotations"), again,
                                               case.get("entry", "pod"))
             except (RuntimeError, json.JSONDecodeError) as e:
                 report.check(f"{name}: second pass ({how})", str(e))

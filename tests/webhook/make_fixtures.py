@@ -9,7 +9,9 @@ the output of a first pass over `bare-pod.json`: with --admission (the example b
 run.sh builds it) it is regenerated through the Rust code and `jsonpatch`, then defaulted as
 the API server would before a reinvocation.
 
-cases.json lists, for each case: the fixture, the configuration overrides (over `config`),
+cases.json holds the webhook's flags common to every case (`flags`, and `upstream`: the
+`--org-id` or `--exchange-url` of `credagent webhook`), and lists, for each case: the fixture,
+its own flags (`flags`, added to the common ones; `upstream`, instead of the common one),
 the ServiceAccount annotations the server would have looked up, and what is expected: the
 decision label, the mode, the containers that get credagent's env (`injected`), those that
 must come out byte for byte as they went in (`untouched`), substrings the warnings must
@@ -28,10 +30,11 @@ from kube import api_access_mount, api_access_volume, container, default_pod, po
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "tests" / "fixtures" / "admission"
 
-BASE_CONFIG = {"image": "ghcr.io/example/credagent:0.1.0", "upstream": {"org_id": "cw-org-1234"}}
-LOTA = {"region": "US-EAST-04A", "s3_endpoint": "http://cwlota.com"}
-SIDECAR_PROXY = {"sidecar_https_proxy": "http://proxy.corp.example:3128",
-                 "sidecar_no_proxy": ".svc,.cluster.local,10.96.0.0/12"}
+BASE_FLAGS = ["--sidecar-image", "ghcr.io/example/credagent:0.1.0"]
+UPSTREAM = ["--org-id", "cw-org-1234"]
+LOTA = ["--region", "US-EAST-04A", "--s3-endpoint", "http://cwlota.com"]
+SIDECAR_PROXY = ["--sidecar-https-proxy", "http://proxy.corp.example:3128",
+                 "--sidecar-no-proxy", ".svc,.cluster.local,10.96.0.0/12"]
 KAA = "7xk2p"  # the random suffix of the kube-api-access volume
 
 
@@ -288,11 +291,11 @@ CASES = [
     case("bare pod", "bare-pod.json", "injected", mode="sidecar", injected=["app"], warnings=[]),
     case("dry run", "dry-run.json", "injected", mode="sidecar", injected=["app"], dry_run=True),
     case("exchange url upstream", "bare-pod.json", "injected", mode="sidecar", injected=["app"],
-         config={"upstream": {"exchange_url": "https://api.example.com/v1/cwobject/temporary-credentials/oidc/x"}}),
+         upstream=["--exchange-url", "https://api.example.com/v1/cwobject/temporary-credentials/oidc/x"]),
     case("deployment's pod (generateName, no namespace)", "deployment-pod.json", "injected", mode="sidecar",
-         injected=["trainer"], config=LOTA, warnings=[]),
+         injected=["trainer"], flags=LOTA, warnings=[]),
     case("job's pod with an init container", "job-pod.json", "injected", mode="sidecar",
-         injected=["fetch", "etl"], config=LOTA),
+         injected=["fetch", "etl"], flags=LOTA),
     case("another native sidecar (istio-proxy)", "istio-native-sidecar.json", "injected", mode="sidecar",
          injected=["istio-init", "istio-proxy", "app"], warnings=["istio-proxy"]),
     case("static keys in one of two containers", "static-keys.json", "injected", mode="sidecar",
@@ -302,29 +305,29 @@ CASES = [
     case("hostNetwork, node mode", "host-network-node-mode.json", "injected", mode="node", injected=["exporter"]),
     case("already injected (a second pass)", "already-injected.json", "already_injected", warnings=[]),
     case("no initContainers, volumes, env or annotations", "minimal-pod.json", "injected", mode="sidecar",
-         injected=["app"], config=LOTA),
+         injected=["app"], flags=LOTA),
     case("keys with / and ~", "escaped-keys.json", "injected", mode="sidecar", injected=["app"]),
-    case("node mode", "node-mode.json", "injected", mode="node", injected=["app", "second"], config=LOTA),
+    case("node mode", "node-mode.json", "injected", mode="node", injected=["app", "second"], flags=LOTA),
     case("sidecar proxy (the sidecar's env only)", "job-pod.json", "injected", mode="sidecar",
-         injected=["fetch", "etl"], config={**LOTA, **SIDECAR_PROXY}, warnings=[]),
+         injected=["fetch", "etl"], flags=LOTA + SIDECAR_PROXY, warnings=[]),
     case("sidecar proxy, node mode (no sidecar, nothing for the apps)", "node-mode.json", "injected", mode="node",
-         injected=["app", "second"], config={**LOTA, **SIDECAR_PROXY}),
+         injected=["app", "second"], flags=LOTA + SIDECAR_PROXY),
     case("credential process", "credential-process.json", "injected", mode="sidecar",
-         injected=["train", "own-config"], config=LOTA, warnings=["own-config sets AWS_CONFIG_FILE"]),
+         injected=["train", "own-config"], flags=LOTA, warnings=["own-config sets AWS_CONFIG_FILE"]),
     case("opt-out annotation beats opt-in label", "opt-out.json", "opted_out"),
     case("not opted in", "not-opted-in.json", "not_opted_in"),
     case("ServiceAccount opt-in, coreweave_compat on", "sa-opt-in.json", "injected", mode="sidecar",
-         injected=["app"], config={"coreweave_compat": True},
+         injected=["app"], flags=["--coreweave-compat"],
          sa_annotations={"caios.coreweave.com/inject": "true"}),
     case("ServiceAccount opt-in, coreweave_compat off", "sa-opt-in.json", "not_opted_in",
          sa_annotations={"caios.coreweave.com/inject": "true"}),
     # The namespace entry (/mutate/namespace): Pods without the label in a labelled namespace.
     case("namespace opt-in: a Deployment's Pod without the label", "namespace-deployment-pod.json", "injected",
-         entry="namespace", mode="sidecar", injected=["trainer"], config=LOTA, warnings=[]),
+         entry="namespace", mode="sidecar", injected=["trainer"], flags=LOTA, warnings=[]),
     case("the same Pod from the Pod entry is not opted in", "namespace-deployment-pod.json", "not_opted_in"),
     case("namespace opt-in: an unlabelled Pod, coreweave_compat on, no ServiceAccount opt-in",
          "not-opted-in.json", "injected", entry="namespace", mode="sidecar", injected=["app"],
-         config={"coreweave_compat": True}, sa_annotations={}),
+         flags=["--coreweave-compat"], sa_annotations={}),
     case("namespace opt-in: the Pod's opt-out annotation wins", "namespace-opt-out.json", "opted_out",
          entry="namespace"),
     case("every container has CoreWeave's container credentials", "coreweave-webhook-injected.json",
@@ -349,7 +352,7 @@ def already_injected(admission):
     import jsonpatch
 
     first = fixtures()["bare-pod.json"]
-    out = subprocess.run([admission, "--config", json.dumps(BASE_CONFIG), "-"], input=json.dumps(first),
+    out = subprocess.run([admission, "-", "--", *BASE_FLAGS, *UPSTREAM], input=json.dumps(first),
                          capture_output=True, text=True, check=True)
     patch = json.loads(base64.b64decode(json.loads(out.stdout)["response"]["patch"]))
     patched = default_pod(jsonpatch.apply_patch(first["request"]["object"], patch))
@@ -368,7 +371,8 @@ def main():
         sys.exit("already-injected.json is missing: run with --admission target/debug/examples/admission")
     for name, body in files.items():
         (OUT / name).write_text(json.dumps(body, indent=2) + "\n")
-    (OUT / "cases.json").write_text(json.dumps({"config": BASE_CONFIG, "cases": CASES}, indent=2) + "\n")
+    cases = {"flags": BASE_FLAGS, "upstream": UPSTREAM, "cases": CASES}
+    (OUT / "cases.json").write_text(json.dumps(cases, indent=2) + "\n")
     print(f"wrote {len(files)} fixtures and {len(CASES)} cases to {OUT.relative_to(ROOT)}")
 
 

@@ -12,8 +12,9 @@
 
 use serde_json::{Map, Value};
 
+use crate::cli::InjectArgs;
+
 use super::annotations::Entry;
-use super::config::InjectConfig;
 use super::inject::{self, Decision, SkipReason};
 use super::names;
 use super::response::Response;
@@ -37,7 +38,7 @@ pub struct ServiceAccountRef {
 pub fn service_account_to_look_up(
     req: &Request,
     entry: Entry,
-    config: &InjectConfig,
+    config: &InjectArgs,
 ) -> Option<ServiceAccountRef> {
     if !config.coreweave_compat || entry != Entry::Pod || !req.is_pod_create() {
         return None;
@@ -77,7 +78,7 @@ pub fn admit(
     req: &Request,
     entry: Entry,
     sa_annotations: Option<&Map<String, Value>>,
-    config: &InjectConfig,
+    config: &InjectArgs,
 ) -> Decision {
     if !req.is_pod_create() {
         return Decision::Skip {
@@ -102,7 +103,6 @@ pub fn respond(req: &Request, decision: &Decision) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::webhook::mutate::config::Upstream;
     use crate::webhook::mutate::review::parse;
     use serde_json::json;
 
@@ -116,11 +116,9 @@ mod tests {
 
     #[test]
     fn looks_up_the_service_account_only_when_it_matters() {
-        let off = InjectConfig::new("i", Upstream::OrgId("o".into()));
-        let on = InjectConfig {
-            coreweave_compat: true,
-            ..off.clone()
-        };
+        let flags = ["--sidecar-image", "i", "--org-id", "o"];
+        let off = InjectArgs::from_flags(flags).unwrap();
+        let on = InjectArgs::from_flags(flags.iter().chain(&["--coreweave-compat"])).unwrap();
         let pod = json!({"metadata": {}, "spec": {"serviceAccountName": "", "containers": []}});
         assert_eq!(
             service_account_to_look_up(&request(pod.clone(), Some("ns")), Entry::Pod, &off),

@@ -6,9 +6,9 @@
 
 use serde_json::{Map, Value};
 
-use super::config::{self, InjectConfig, Resources};
 use super::names;
-use super::quantity;
+use crate::cli::{InjectArgs, SidecarResources};
+use crate::config::{quantity, Audience, TokenExpiration};
 
 /// Longest annotation value quoted back in a message.
 const MAX_QUOTED: usize = 64;
@@ -64,9 +64,8 @@ pub enum Mode {
     Node,
 }
 
-/// What one Pod's annotations ask for, with the configuration's defaults
-/// filled in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What one Pod's annotations ask for, with the flags' defaults filled in.
+#[derive(Debug, Clone, PartialEq)]
 pub struct PodSettings {
     /// Sidecar or node.
     pub mode: Mode,
@@ -77,7 +76,7 @@ pub struct PodSettings {
     /// The projected token's audience.
     pub audience: String,
     /// The sidecar's resources.
-    pub resources: Resources,
+    pub resources: SidecarResources,
     /// Whether to set up the `credential_process` fallback.
     pub credential_process: bool,
     /// Annotations that were valid but have no effect here.
@@ -132,7 +131,7 @@ pub fn opt_in(
     annotations: Option<&Map<String, Value>>,
     entry: Entry,
     sa_annotations: Option<&Map<String, Value>>,
-    config: &InjectConfig,
+    config: &InjectArgs,
 ) -> Result<OptIn, AnnotationError> {
     let mut opted_in = false;
     for map in [labels, annotations].into_iter().flatten() {
@@ -162,10 +161,10 @@ pub fn opt_in(
     })
 }
 
-/// Reads the settings annotations over the configuration's defaults.
+/// Reads the settings annotations over the flags' defaults.
 pub fn settings(
     annotations: Option<&Map<String, Value>>,
-    config: &InjectConfig,
+    config: &InjectArgs,
 ) -> Result<PodSettings, AnnotationError> {
     let empty = Map::new();
     let a = annotations.unwrap_or(&empty);
@@ -199,12 +198,13 @@ pub fn settings(
         Some(v) => container_list(v)?,
     };
     let token_expiration = match a.get(names::TOKEN_EXPIRATION) {
-        None => config.token_expiration,
+        None => config.token_expiration.secs(),
         Some(v) => v
             .as_str()
             .filter(|s| !s.is_empty() && s.len() <= 6 && s.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|s| s.parse::<u32>().ok())
-            .filter(|n| (config::MIN_TOKEN_EXPIRATION..=config::MAX_TOKEN_EXPIRATION).contains(n))
+            .and_then(TokenExpiration::from_secs)
+            .map(TokenExpiration::secs)
             .ok_or_else(|| {
                 AnnotationError::new(
                     names::TOKEN_EXPIRATION,
@@ -214,10 +214,10 @@ pub fn settings(
             })?,
     };
     let audience = match a.get(names::AUDIENCE) {
-        None => config.audience.clone(),
+        None => config.audience.as_str().to_owned(),
         Some(v) => v
             .as_str()
-            .filter(|s| config::audience_ok(s))
+            .filter(|s| s.parse::<Audience>().is_ok())
             .map(str::to_owned)
             .ok_or_else(|| {
                 AnnotationError::new(
@@ -288,8 +288,8 @@ fn is_dns_label(s: &str) -> bool {
 /// The four resource annotations over `defaults`; also names those given.
 fn resources(
     a: &Map<String, Value>,
-    defaults: &Resources,
-) -> Result<(Resources, Vec<&'static str>), AnnotationError> {
+    defaults: &SidecarResources,
+) -> Result<(SidecarResources, Vec<&'static str>), AnnotationError> {
     let mut r = defaults.clone();
     let mut given = Vec::new();
     let slots = [
@@ -303,8 +303,7 @@ fn resources(
         let s = v
             .as_str()
             .ok_or_else(|| AnnotationError::new(key, v, "a Kubernetes quantity"))?;
-        quantity::parse(s).map_err(|e| AnnotationError::new(key, v, e.to_string()))?;
-        *slot = Some(s.to_owned());
+        *slot = Some(quantity::parse(s).map_err(|e| AnnotationError::new(key, v, e.to_string()))?);
         given.push(key);
     }
     let pairs = [
@@ -325,10 +324,7 @@ fn resources(
         let (Some(req), Some(lim)) = (req, lim) else {
             continue;
         };
-        let (Ok(rq), Ok(lq)) = (quantity::parse(req), quantity::parse(lim)) else {
-            continue;
-        };
-        if rq.exceeds(lq) {
+        if req.exceeds(lim) {
             // Blame whichever of the two the Pod set.
             let key = if given.contains(&req_key) {
                 req_key
@@ -336,9 +332,10 @@ fn resources(
                 lim_key
             };
             let value = if key == req_key { req } else { lim };
+            let (req, lim) = (req.as_str(), lim.as_str());
             return Err(AnnotationError::new(
                 key,
-                &Value::String(value.clone()),
+                &Value::String(value.as_str().to_owned()),
                 format!("the sidecar's request ({req}) must not exceed its limit ({lim}): set {req_key} and {lim_key} together"),
             ));
         }

@@ -3,10 +3,15 @@
 use serde_json::{json, Map, Value};
 
 use super::annotations::{opt_in, settings, Entry, Mode, OptIn};
-use super::config::{InjectConfig, Resources, Upstream};
+use crate::cli::InjectArgs;
 
-fn config() -> InjectConfig {
-    InjectConfig::new("img", Upstream::OrgId("org".into()))
+fn config() -> InjectArgs {
+    flags(&[])
+}
+
+fn flags(extra: &[&str]) -> InjectArgs {
+    let base = ["--sidecar-image", "img", "--org-id", "org"];
+    InjectArgs::from_flags(base.iter().chain(extra)).unwrap()
 }
 
 fn map(v: Value) -> Map<String, Value> {
@@ -16,10 +21,7 @@ fn map(v: Value) -> Map<String, Value> {
 #[test]
 fn opt_in_rules() {
     let c = config();
-    let compat = InjectConfig {
-        coreweave_compat: true,
-        ..config()
-    };
+    let compat = flags(&["--coreweave-compat"]);
     let t = map(json!({"credagent.io/inject": "true"}));
     let f = map(json!({"credagent.io/inject": "false"}));
     let sa = map(json!({"caios.coreweave.com/inject": "true"}));
@@ -83,7 +85,7 @@ fn defaults_come_from_the_config() {
     assert_eq!(s.mode, Mode::Sidecar);
     assert_eq!(s.token_expiration, 3600);
     assert_eq!(s.audience, "https://coreweave.com/iam");
-    assert_eq!(s.resources, Resources::default());
+    assert_eq!(s.resources, config().resources);
     assert!(!s.credential_process && s.skip_containers.is_empty() && s.warnings.is_empty());
 }
 
@@ -104,8 +106,9 @@ fn reads_every_setting() {
     assert_eq!(s.skip_containers, ["a", "b", "init-1"]);
     assert_eq!(s.token_expiration, 600);
     assert_eq!(s.audience, "sts.example");
-    assert_eq!(s.resources.cpu_request.as_deref(), Some("50m"));
-    assert_eq!(s.resources.memory_limit.as_deref(), Some("0.5Gi"));
+    let q = |q: &Option<crate::config::Quantity>| q.as_ref().map(|q| q.as_str().to_owned());
+    assert_eq!(q(&s.resources.cpu_request).as_deref(), Some("50m"));
+    assert_eq!(q(&s.resources.memory_limit).as_deref(), Some("0.5Gi"));
     assert!(s.credential_process);
     let node = map(json!({"credagent.io/mode": "node", "credagent.io/sidecar-cpu-limit": "1"}));
     let s = settings(Some(&node), &config()).unwrap();

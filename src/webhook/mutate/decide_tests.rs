@@ -4,16 +4,26 @@
 use serde_json::{json, Value};
 
 use super::annotations::{Entry, Mode};
-use super::config::{InjectConfig, Upstream};
 use super::inject::{decide, Decision, SkipReason};
 use super::response::MAX_WARNING_CHARS;
+use crate::cli::InjectArgs;
 
-fn config() -> InjectConfig {
-    InjectConfig {
-        region: Some("US-EAST-04A".into()),
-        s3_endpoint: Some("http://cwlota.com".into()),
-        ..InjectConfig::new("img:1", Upstream::OrgId("org".into()))
-    }
+fn config() -> InjectArgs {
+    flags(&[])
+}
+
+fn flags(extra: &[&str]) -> InjectArgs {
+    let base = [
+        "--sidecar-image",
+        "img:1",
+        "--org-id",
+        "org",
+        "--region",
+        "US-EAST-04A",
+        "--s3-endpoint",
+        "http://cwlota.com",
+    ];
+    InjectArgs::from_flags(base.iter().chain(extra)).unwrap()
 }
 
 fn pod(annotations: Value, spec: Value) -> Value {
@@ -324,10 +334,7 @@ fn warnings_stay_short() {
 fn a_pod_without_metadata_gets_it_whole() {
     // Found by fuzz/fuzz_targets/admission.rs: opted in by its ServiceAccount,
     // a Pod with no `metadata` got an add under a parent that did not exist.
-    let compat = InjectConfig {
-        coreweave_compat: true,
-        ..config()
-    };
+    let compat = flags(&["--coreweave-compat"]);
     let mut sa = serde_json::Map::new();
     sa.insert("caios.coreweave.com/inject".into(), json!("true"));
     for metadata in [None, Some(Value::Null)] {

@@ -12,15 +12,16 @@ use serde_json::{json, Map, Value};
 
 use super::admit::{admit, respond, service_account_to_look_up};
 use super::annotations::Entry;
-use super::config::InjectConfig;
+use super::argv::sidecar_url;
 use super::inject::Decision;
 use super::names;
 use super::review::parse;
+use crate::cli::InjectArgs;
 
 struct Case {
     name: String,
     fixture: String,
-    config: InjectConfig,
+    config: InjectArgs,
     sa: Option<Map<String, Value>>,
     entry: Entry,
     spec: Value,
@@ -41,14 +42,12 @@ fn cases() -> Vec<Case> {
         .unwrap()
         .iter()
         .map(|c| {
-            let mut config = all["config"].as_object().unwrap().clone();
-            if let Some(over) = c.get("config").and_then(Value::as_object) {
-                config.extend(over.clone());
-            }
+            let name = c["name"].as_str().unwrap().to_owned();
             Case {
-                name: c["name"].as_str().unwrap().to_owned(),
+                config: InjectArgs::from_flags(flags(&all, c))
+                    .unwrap_or_else(|e| panic!("{name}: {e}")),
+                name,
                 fixture: c["fixture"].as_str().unwrap().to_owned(),
-                config: serde_json::from_value(Value::Object(config)).unwrap(),
                 sa: c.get("sa_annotations").and_then(Value::as_object).cloned(),
                 entry: match c.get("entry").and_then(Value::as_str) {
                     None | Some("pod") => Entry::Pod,
@@ -59,6 +58,22 @@ fn cases() -> Vec<Case> {
             }
         })
         .collect()
+}
+
+/// A case's webhook flags: the common ones, the case's upstream (or the
+/// common one), the case's own.
+fn flags(all: &Value, case: &Value) -> Vec<String> {
+    let list = |v: Option<&Value>| -> Vec<String> {
+        v.and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut flags = list(all.get("flags"));
+    flags.extend(list(case.get("upstream").or(all.get("upstream"))));
+    flags.extend(list(case.get("flags")));
+    flags
 }
 
 /// Applies `add` operations (all the injector emits) as RFC 6902 says.
@@ -233,7 +248,7 @@ fn check_injected(case: &Case, body: &[u8], r: &Value) {
     for c in containers(&pod) {
         let cname = c["name"].as_str().unwrap();
         let has_env = env_value(c, "AWS_CONTAINER_CREDENTIALS_FULL_URI")
-            .is_some_and(|v| v == case.config.sidecar_url() || v == case.config.node_url);
+            .is_some_and(|v| v == sidecar_url(&case.config) || v == case.config.node_url.as_str());
         if cname == names::SIDECAR {
             continue;
         }
@@ -272,9 +287,9 @@ fn check_injected(case: &Case, body: &[u8], r: &Value) {
 }
 
 /// The injected arguments are ones this version's `credagent sidecar`
-/// accepts: parsed by its own clap definition and validated by
-/// `SidecarConfig::from_args`, exactly what `--check-config` does (the
-/// Python harness runs the built binary as well).
+/// accepts: parsed by its own clap definition and resolved by
+/// `SidecarArgs::config`, exactly what `--check-config` does (the Python
+/// harness runs the built binary as well).
 fn check_sidecar_args(name: &str, sidecar: &Value) {
     use clap::Parser as _;
     let args: Vec<String> = sidecar["args"]
@@ -291,7 +306,8 @@ fn check_sidecar_args(name: &str, sidecar: &Value) {
     let crate::cli::Command::Sidecar(sidecar_args) = cli.command else {
         panic!("{name}: not a sidecar command");
     };
-    let config = crate::config::SidecarConfig::from_args(&sidecar_args)
+    let config = sidecar_args
+        .config()
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     assert_eq!(
         config.token_file.to_str(),

@@ -7,8 +7,9 @@
 
 use serde_json::{Map, Value};
 
+use crate::cli::InjectArgs;
+
 use super::annotations::{self, Entry, Mode, OptIn, PodSettings};
-use super::config::InjectConfig;
 use super::items::{self, AppPlan, EnvVar};
 use super::names;
 use super::patch::{self, Op, Pointer};
@@ -111,7 +112,7 @@ pub fn decide(
     pod: &Value,
     entry: Entry,
     sa_annotations: Option<&Map<String, Value>>,
-    config: &InjectConfig,
+    config: &InjectArgs,
 ) -> Decision {
     let meta = match pod::meta(pod) {
         Ok(m) => m,
@@ -193,7 +194,7 @@ struct Target<'s, 'a> {
 fn targets<'s, 'a>(
     spec: &'s Spec<'a>,
     plan: &AppPlan,
-    config: &InjectConfig,
+    config: &InjectArgs,
     settings: &PodSettings,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<Target<'s, 'a>>, SkipReason> {
@@ -305,7 +306,7 @@ fn volume_ops(ops: &mut Vec<Op>, spec: &Spec<'_>, settings: &PodSettings) {
 fn sidecar_ops(
     ops: &mut Vec<Op>,
     spec: &Spec<'_>,
-    config: &InjectConfig,
+    config: &InjectArgs,
     settings: &PodSettings,
     warnings: &mut Vec<String>,
 ) -> usize {

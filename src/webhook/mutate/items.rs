@@ -8,9 +8,10 @@
 use serde_json::{json, Map, Value};
 
 use super::annotations::{Mode, PodSettings};
-use super::config::InjectConfig;
+use super::argv::{sidecar_args, sidecar_url};
 use super::names;
-use crate::config::{HTTPS_PROXY_VARS, NO_PROXY_VARS};
+use crate::cli::InjectArgs;
+use crate::config::{Quantity, HTTPS_PROXY_VARS, NO_PROXY_VARS};
 
 /// `AWS_CONTAINER_CREDENTIALS_FULL_URI`.
 pub const FULL_URI: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
@@ -65,19 +66,19 @@ pub struct AppPlan {
 }
 
 /// The plan for app containers in this mode.
-pub fn app_plan(config: &InjectConfig, settings: &PodSettings) -> AppPlan {
+pub fn app_plan(config: &InjectArgs, settings: &PodSettings) -> AppPlan {
     let var = |name, value: &str| EnvVar {
         name,
         value: value.to_owned(),
     };
     let (url, token, mount) = match settings.mode {
         Mode::Sidecar => (
-            config.sidecar_url(),
+            sidecar_url(config),
             names::AUTH_TOKEN_PATH,
             (names::AUTH_VOLUME, names::AUTH_DIR),
         ),
         Mode::Node => (
-            config.node_url.clone(),
+            config.node_url.as_str().to_owned(),
             names::TOKEN_PATH,
             (names::TOKEN_VOLUME, names::TOKEN_DIR),
         ),
@@ -86,12 +87,12 @@ pub fn app_plan(config: &InjectConfig, settings: &PodSettings) -> AppPlan {
         credentials: [var(FULL_URI, &url), var(AUTH_TOKEN_FILE, token)],
         region: config
             .region
-            .as_deref()
-            .map(|r| REGION_VARS.map(|name| var(name, r))),
+            .as_ref()
+            .map(|r| REGION_VARS.map(|name| var(name, r.as_str()))),
         endpoint: config
             .s3_endpoint
-            .as_deref()
-            .map(|e| var(ENDPOINT_URL_S3, e)),
+            .as_ref()
+            .map(|e| var(ENDPOINT_URL_S3, e.as_str())),
         config_file: settings
             .credential_process
             .then(|| var(CONFIG_FILE, names::AWS_CONFIG_PATH)),
@@ -133,10 +134,10 @@ pub fn auth_volume(settings: &PodSettings) -> Value {
 }
 
 /// The native sidecar container.
-pub fn sidecar(config: &InjectConfig, settings: &PodSettings) -> Value {
+pub fn sidecar(config: &InjectArgs, settings: &PodSettings) -> Value {
     let probe = |path: &str, period: u32, failures: u32| {
         json!({
-            "httpGet": {"path": path, "port": config.admin_port},
+            "httpGet": {"path": path, "port": config.sidecar_admin_port},
             "periodSeconds": period,
             "timeoutSeconds": 1,
             "failureThreshold": failures,
@@ -144,14 +145,14 @@ pub fn sidecar(config: &InjectConfig, settings: &PodSettings) -> Value {
     };
     let mut c = Map::new();
     c.insert("name".into(), json!(names::SIDECAR));
-    c.insert("image".into(), json!(config.image));
+    c.insert("image".into(), json!(config.sidecar_image.as_str()));
     c.insert(
         "imagePullPolicy".into(),
         json!(config.image_pull_policy.as_str()),
     );
     c.insert(
         "args".into(),
-        json!(config.sidecar_args(settings.credential_process)),
+        json!(sidecar_args(config, settings.credential_process)),
     );
     let env = sidecar_env(config);
     if !env.is_empty() {
@@ -162,7 +163,7 @@ pub fn sidecar(config: &InjectConfig, settings: &PodSettings) -> Value {
     c.insert("restartPolicy".into(), json!("Always"));
     c.insert(
         "ports".into(),
-        json!([{"name": names::ADMIN_PORT_NAME, "containerPort": config.admin_port, "protocol": "TCP"}]),
+        json!([{"name": names::ADMIN_PORT_NAME, "containerPort": config.sidecar_admin_port, "protocol": "TCP"}]),
     );
     // The startupProbe holds back the following containers until credentials
     // are held. No readinessProbe: an upstream outage while the sidecar
@@ -170,7 +171,7 @@ pub fn sidecar(config: &InjectConfig, settings: &PodSettings) -> Value {
     // Services.
     c.insert(
         "startupProbe".into(),
-        probe("/readyz", 1, config.startup_failure_threshold),
+        probe("/readyz", 1, names::STARTUP_FAILURE_THRESHOLD),
     );
     c.insert("livenessProbe".into(), probe("/healthz", 10, 3));
     let resources = resources(settings);
@@ -208,25 +209,31 @@ pub fn sidecar(config: &InjectConfig, settings: &PodSettings) -> Value {
 /// The sidecar's own env: the proxy it reaches the upstream through, as the
 /// variables it reads first (`HTTPS_PROXY`, `NO_PROXY`), each only when
 /// configured. The apps never get these: they have their own proxy settings.
-fn sidecar_env(config: &InjectConfig) -> Vec<Value> {
+fn sidecar_env(config: &InjectArgs) -> Vec<Value> {
     [
-        (HTTPS_PROXY_VARS[0], &config.sidecar_https_proxy),
-        (NO_PROXY_VARS[0], &config.sidecar_no_proxy),
+        (
+            HTTPS_PROXY_VARS[0],
+            config.sidecar_https_proxy.as_ref().map(|p| p.as_str()),
+        ),
+        (
+            NO_PROXY_VARS[0],
+            config.sidecar_no_proxy.as_ref().map(|l| l.as_str()),
+        ),
     ]
     .into_iter()
-    .filter_map(|(name, value)| value.as_ref().map(|v| json!({"name": name, "value": v})))
+    .filter_map(|(name, value)| value.map(|v| json!({"name": name, "value": v})))
     .collect()
 }
 
 fn resources(settings: &PodSettings) -> Map<String, Value> {
     let r = &settings.resources;
-    let section = |cpu: &Option<String>, memory: &Option<String>| {
+    let section = |cpu: &Option<Quantity>, memory: &Option<Quantity>| {
         let mut m = Map::new();
         if let Some(cpu) = cpu {
-            m.insert("cpu".into(), json!(cpu));
+            m.insert("cpu".into(), json!(cpu.as_str()));
         }
         if let Some(memory) = memory {
-            m.insert("memory".into(), json!(memory));
+            m.insert("memory".into(), json!(memory.as_str()));
         }
         m
     };
@@ -246,11 +253,15 @@ fn resources(settings: &PodSettings) -> Map<String, Value> {
 mod tests {
     use super::*;
     use crate::webhook::mutate::annotations::settings;
-    use crate::webhook::mutate::config::{Resources, Upstream};
+
+    fn config(flags: &[&str]) -> InjectArgs {
+        let base = ["--sidecar-image", "img:1", "--org-id", "org"];
+        InjectArgs::from_flags(base.iter().chain(flags)).unwrap()
+    }
 
     #[test]
     fn sidecar_shape() {
-        let config = InjectConfig::new("img:1", Upstream::OrgId("org".into()));
+        let config = config(&[]);
         let s = settings(None, &config).unwrap();
         let c = sidecar(&config, &s);
         assert_eq!(c["restartPolicy"], "Always");
@@ -266,15 +277,16 @@ mod tests {
             c["resources"],
             json!({"requests": {"cpu": "5m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "32Mi"}})
         );
-        let bare = InjectConfig {
-            resources: Resources {
-                cpu_request: None,
-                memory_request: None,
-                cpu_limit: None,
-                memory_limit: None,
-            },
-            ..config.clone()
-        };
+        let bare = super::tests::config(&[
+            "--sidecar-cpu-request",
+            "",
+            "--sidecar-memory-request",
+            "",
+            "--sidecar-cpu-limit",
+            "",
+            "--sidecar-memory-limit",
+            "",
+        ]);
         let s = settings(None, &bare).unwrap();
         assert!(sidecar(&bare, &s).get("resources").is_none());
         assert_eq!(auth_volume(&s)["emptyDir"]["sizeLimit"], "1Mi");

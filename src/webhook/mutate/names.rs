@@ -58,3 +58,8 @@ pub const AWS_CONFIG_PATH: &str = "/var/run/credagent/aws-config";
 
 /// The UID (and GID) the sidecar runs as: the image's `USER 65532:65532`.
 pub const SIDECAR_UID: i64 = 65532;
+/// The startupProbe's failureThreshold at one probe a second: how long an
+/// app may wait for its first credentials before kubelet restarts the
+/// sidecar. 300 s, as in `manifests/sidecar`: a restart fixes neither an
+/// upstream outage nor a rejected token, so it should be rare.
+pub const STARTUP_FAILURE_THRESHOLD: u32 = 300;

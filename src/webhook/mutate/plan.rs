@@ -10,10 +10,10 @@
 use serde_json::{Map, Value};
 
 use super::annotations::{Mode, PodSettings};
-use super::config::InjectConfig;
 use super::items::{self, AppPlan, EnvVar};
 use super::names;
 use super::pod::{Container, Spec};
+use crate::cli::InjectArgs;
 
 /// Most variable names listed in one warning.
 const MAX_LISTED: usize = 3;
@@ -25,7 +25,7 @@ const NO_PROXY_VARS: [&str; 2] = ["NO_PROXY", "no_proxy"];
 /// else, or (sidecar mode) declares one of the sidecar's ports.
 pub fn check_reserved_names(
     spec: &Spec<'_>,
-    config: &InjectConfig,
+    config: &InjectArgs,
     settings: &PodSettings,
 ) -> Result<(), String> {
     for (name, def) in spec.volumes.iter().flatten() {
@@ -47,7 +47,7 @@ pub fn check_reserved_names(
     if settings.mode == Mode::Sidecar && !sidecar_present {
         for c in containers {
             if let Some(p) = c.ports.iter().find(|p| {
-                [config.sidecar_port, config.admin_port]
+                [config.sidecar_port, config.sidecar_admin_port]
                     .map(i64::from)
                     .contains(p)
             }) {
@@ -77,7 +77,7 @@ fn is_token_volume(def: &Map<String, Value>) -> bool {
 pub fn plan_container(
     c: &Container<'_>,
     plan: &AppPlan,
-    config: &InjectConfig,
+    config: &InjectArgs,
     settings: &PodSettings,
     warnings: &mut Vec<String>,
 ) -> Option<(Vec<EnvVar>, bool)> {
@@ -155,15 +155,10 @@ pub fn plan_container(
         && !NO_PROXY_VARS.iter().any(|n| has(n))
     {
         // Go's HTTP client would otherwise send the link-local request to the proxy.
-        if let Some(host) = config
-            .node_url
-            .parse::<http::Uri>()
-            .ok()
-            .and_then(|u| u.host().map(str::to_owned))
-        {
+        if let Some(host) = config.node_url.uri().host() {
             add.push(EnvVar {
                 name: "NO_PROXY",
-                value: host,
+                value: host.to_owned(),
             });
         }
     }

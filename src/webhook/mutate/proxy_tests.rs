@@ -7,20 +7,29 @@
 use serde_json::{json, Value};
 
 use super::annotations::Entry;
-use super::config::{InjectConfig, Upstream};
 use super::inject::{decide, Decision, SkipReason};
+use crate::cli::InjectArgs;
 use crate::config::ProxySettings;
 
 const PROXY: &str = "http://proxy.corp.example:3128";
 const NO_PROXY: &str = ".svc,.cluster.local,10.96.0.0/12";
 
-fn config(https: Option<&str>, no: Option<&str>) -> InjectConfig {
-    InjectConfig {
-        region: Some("US-EAST-04A".into()),
-        sidecar_https_proxy: https.map(str::to_owned),
-        sidecar_no_proxy: no.map(str::to_owned),
-        ..InjectConfig::new("img:1", Upstream::OrgId("org".into()))
+fn config(https: Option<&str>, no: Option<&str>) -> InjectArgs {
+    let mut flags = vec![
+        "--sidecar-image",
+        "img:1",
+        "--org-id",
+        "org",
+        "--region",
+        "US-EAST-04A",
+    ];
+    if let Some(url) = https {
+        flags.extend(["--sidecar-https-proxy", url]);
     }
+    if let Some(list) = no {
+        flags.extend(["--sidecar-no-proxy", list]);
+    }
+    InjectArgs::from_flags(flags).unwrap()
 }
 
 /// A Pod with an init container, two apps (one with a proxy of its own).
@@ -44,7 +53,7 @@ fn pod(annotations: Value) -> Value {
 }
 
 /// The Pod after the decision's patch (applied by json-patch, not by us).
-fn injected(pod: &Value, config: &InjectConfig) -> Value {
+fn injected(pod: &Value, config: &InjectArgs) -> Value {
     let Decision::Inject { ops, .. } = decide(pod, Entry::Pod, None, config) else {
         panic!("not injected");
     };
@@ -217,21 +226,26 @@ fn node_mode_and_a_sidecar_already_there_get_no_proxy() {
 
 /// The sidecar's env holds the configured proxy and nothing else, and the
 /// sidecar's own reader makes of it what was configured.
-pub(super) fn check_sidecar_env(name: &str, config: &InjectConfig, sidecar: &Value) {
-    let want: Vec<(String, String)> = [
-        ("HTTPS_PROXY", &config.sidecar_https_proxy),
-        ("NO_PROXY", &config.sidecar_no_proxy),
-    ]
-    .into_iter()
-    .filter_map(|(k, v)| v.clone().map(|v| (k.to_owned(), v)))
-    .collect();
+pub(super) fn check_sidecar_env(name: &str, config: &InjectArgs, sidecar: &Value) {
+    let https_proxy = config
+        .sidecar_https_proxy
+        .as_ref()
+        .map(|p| p.as_str().to_owned());
+    let no_proxy = config
+        .sidecar_no_proxy
+        .as_ref()
+        .map(|l| l.as_str().to_owned());
+    let want: Vec<(String, String)> = [("HTTPS_PROXY", &https_proxy), ("NO_PROXY", &no_proxy)]
+        .into_iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k.to_owned(), v)))
+        .collect();
     assert_eq!(env(sidecar), want, "{name}");
     assert_eq!(sidecar.get("env").is_some(), !want.is_empty(), "{name}");
     let read = as_the_sidecar_reads_it(sidecar);
     let https = read.https.as_ref().map(|p| p.redacted().to_owned());
-    assert_eq!(https, config.sidecar_https_proxy, "{name}");
-    let no_proxy = read.no_proxy.map(|(list, _)| list);
-    assert_eq!(no_proxy, config.sidecar_no_proxy, "{name}");
+    assert_eq!(https, https_proxy, "{name}");
+    let read_no_proxy = read.no_proxy.map(|(list, _)| list);
+    assert_eq!(read_no_proxy, no_proxy, "{name}");
 }
 
 /// No proxy variable is added to a container other than the sidecar, but

@@ -25,6 +25,7 @@ use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::cli::InjectArgs;
 use crate::metrics::WebhookMetrics;
 use crate::server::{error, internal_error, Answer, Body, Routes};
 use crate::webhook::compat::sa_cache::ServiceAccounts;
@@ -32,7 +33,6 @@ use crate::webhook::mutate::admit::{
     admit, respond, service_account_to_look_up, ServiceAccountRef,
 };
 use crate::webhook::mutate::annotations::{Entry, Mode};
-use crate::webhook::mutate::config::InjectConfig;
 use crate::webhook::mutate::inject::{Decision, SkipReason};
 use crate::webhook::mutate::names;
 use crate::webhook::mutate::review::{parse, Request as Review};
@@ -48,7 +48,7 @@ pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 /// The HTTPS listener's routes.
 pub struct MutateRoutes {
     /// What is injected.
-    pub config: Arc<InjectConfig>,
+    pub config: Arc<InjectArgs>,
     /// ServiceAccount lookups (CoreWeave compatibility), if on.
     pub accounts: Option<Arc<dyn ServiceAccounts>>,
     /// Where outcomes are counted.
@@ -128,7 +128,7 @@ impl std::fmt::Debug for MutateRoutes {
 async fn mutate(
     req: Request<Incoming>,
     entry: Entry,
-    config: &InjectConfig,
+    config: &InjectArgs,
     accounts: Option<&dyn ServiceAccounts>,
     max: usize,
     timeout: Duration,
@@ -244,7 +244,7 @@ async fn mutate(
 async fn decide(
     review: &Review,
     entry: Entry,
-    config: &InjectConfig,
+    config: &InjectArgs,
     accounts: Option<&dyn ServiceAccounts>,
 ) -> (Decision, bool) {
     let sa = service_account_to_look_up(review, entry, config);

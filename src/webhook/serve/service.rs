@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use super::server::MutateRoutes;
 use super::tls::{run_reloader, server_config, CertError, CertFiles, CertStore, POLL_INTERVAL};
-use crate::config::WebhookConfig;
+use crate::cli::WebhookArgs;
 use crate::metrics::{Metrics, MetricsError, ServerMetrics, WebhookMetrics};
 use crate::server::{self, AdminRoutes, Connections, Gate, Health, Limits};
 use crate::webhook::compat::kube::{KubeClient, KubeConfig};
@@ -21,7 +21,6 @@ use crate::webhook::compat::kube_wire::KubeError;
 use crate::webhook::compat::sa_cache::{
     run_reflector, CachedServiceAccounts, SaCache, ServiceAccounts,
 };
-use crate::webhook::mutate::config::InjectConfig;
 
 /// How long an idle keep-alive connection is kept: longer than the 90 s
 /// after which the API server's Go transport drops idle connections itself,
@@ -99,8 +98,7 @@ impl Webhook {
     /// Starts everything; returns once both listeners are bound. Runs until
     /// `shutdown` is cancelled.
     pub async fn start(
-        config: &WebhookConfig,
-        inject: InjectConfig,
+        config: &WebhookArgs,
         options: WebhookOptions,
         shutdown: CancellationToken,
     ) -> Result<Self, StartError> {
@@ -119,6 +117,7 @@ impl Webhook {
         }
         let tls = tokio_rustls::TlsAcceptor::from(server_config(certs.clone())?);
 
+        let inject = &config.inject;
         let accounts: Option<Arc<dyn ServiceAccounts>> = if inject.coreweave_compat {
             let kube = match options.kube {
                 Some(k) => k,
@@ -150,11 +149,11 @@ impl Webhook {
             listen = %addr,
             admin_listen = %admin_addr,
             tls_cert_file = %files.cert.display(),
-            sidecar_image = %inject.image,
+            sidecar_image = inject.sidecar_image.as_str(),
             coreweave_compat = inject.coreweave_compat,
-            // No credentials in either, by construction (InjectConfig::validate).
-            sidecar_https_proxy = inject.sidecar_https_proxy.as_deref().unwrap_or(""),
-            sidecar_no_proxy = inject.sidecar_no_proxy.as_deref().unwrap_or(""),
+            // No credentials in either, by construction (InjectedProxyUrl).
+            sidecar_https_proxy = inject.sidecar_https_proxy.as_ref().map_or("", |p| p.as_str()),
+            sidecar_no_proxy = inject.sidecar_no_proxy.as_ref().map_or("", |l| l.as_str()),
             "credagent webhook starting"
         );
 
@@ -171,7 +170,7 @@ impl Webhook {
             max_per_source: None,
         };
         let routes = MutateRoutes {
-            config: Arc::new(inject),
+            config: Arc::new(inject.clone()),
             accounts: accounts.clone(),
             metrics: webhook_metrics,
             max_body_bytes: config.max_body_bytes,

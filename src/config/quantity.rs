@@ -14,14 +14,17 @@
 //! whether a string is one (so a bad annotation is refused with its name,
 //! instead of failing Pod validation later with a message about a container
 //! the user never wrote) and what it is worth, to compare a request with a
-//! limit.
+//! limit. The webhook's `--sidecar-*-request`/`-limit` flags and the Pod's
+//! resource annotations are both read here.
 
 /// Longest quantity accepted (real ones are a few characters).
 pub const MAX_LEN: usize = 64;
 
-/// A parsed quantity: its value in base units (cores, bytes).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A quantity: as written (what is put into the Pod) and its value in base
+/// units (cores, bytes).
+#[derive(Clone, PartialEq)]
 pub struct Quantity {
+    text: String,
     /// The value; compare with a relative tolerance, it is a float.
     pub value: f64,
 }
@@ -57,7 +60,10 @@ pub fn parse(s: &str) -> Result<Quantity, QuantityError> {
     if negative && value != 0.0 {
         return Err(QuantityError::Negative);
     }
-    Ok(Quantity { value })
+    Ok(Quantity {
+        text: s.to_owned(),
+        value,
+    })
 }
 
 fn split_sign(s: &str) -> (bool, &str) {
@@ -121,10 +127,25 @@ fn parse_suffix(s: &str) -> Option<f64> {
 impl Quantity {
     /// Returns true if and only if `self` is more than `other` (beyond float
     /// rounding: `0.5` and `500m` are equal).
-    pub fn exceeds(self, other: Quantity) -> bool {
+    pub fn exceeds(&self, other: &Quantity) -> bool {
         self.value > other.value * (1.0 + 1e-9) + f64::MIN_POSITIVE
     }
+
+    /// The quantity as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
 }
+
+impl std::str::FromStr for Quantity {
+    type Err = QuantityError;
+
+    fn from_str(s: &str) -> Result<Self, QuantityError> {
+        parse(s)
+    }
+}
+
+super::flag::string_value!(Quantity);
 
 #[cfg(test)]
 mod tests {
@@ -209,12 +230,13 @@ mod tests {
     #[test]
     fn compares_across_suffixes() {
         let q = |s| parse(s).unwrap();
-        assert!(!q("500m").exceeds(q("0.5")));
-        assert!(!q("0.5").exceeds(q("500m")));
-        assert!(!q("1024Mi").exceeds(q("1Gi")));
-        assert!(q("1001m").exceeds(q("1")));
-        assert!(q("1Gi").exceeds(q("1G")));
-        assert!(!q("0").exceeds(q("0")));
-        assert!(q("1n").exceeds(q("0")));
+        assert!(!q("500m").exceeds(&q("0.5")));
+        assert!(!q("0.5").exceeds(&q("500m")));
+        assert!(!q("1024Mi").exceeds(&q("1Gi")));
+        assert!(q("1001m").exceeds(&q("1")));
+        assert!(q("1Gi").exceeds(&q("1G")));
+        assert!(!q("0").exceeds(&q("0")));
+        assert!(q("1n").exceeds(&q("0")));
+        assert_eq!(q("1.5Gi").as_str(), "1.5Gi");
     }
 }
