@@ -103,7 +103,7 @@ impl Sidecar {
             Some(e) => e,
             None => Arc::new(HttpExchanger::new(&config.upstream)?),
         };
-        let auth = AuthToken::load_or_create(&config.auth_token_file)?;
+        let auth = AuthToken::load_or_create(&config.auth_token_file).await?;
         // Written before anything is served, so the apps never see the
         // agent ready without the files in place.
         let process_dir = match &config.credential_process_dir {

@@ -12,6 +12,8 @@ use std::time::Duration;
 use http::{StatusCode, Uri};
 use zeroize::Zeroizing;
 
+use crate::fsread;
+use crate::server::auth::AUTH_TOKEN_FILE;
 use crate::wire;
 
 /// What to fetch from.
@@ -28,14 +30,15 @@ pub struct CredentialProcessConfig {
 /// Fetches and renders the credential_process JSON. The error is one line
 /// for stderr.
 pub async fn fetch(config: &CredentialProcessConfig) -> Result<Zeroizing<String>, String> {
-    let auth = Zeroizing::new(
-        std::fs::read_to_string(&config.auth_token_file).map_err(|e| {
-            format!(
-                "cannot read the auth token file {}: {e}",
-                config.auth_token_file.display()
-            )
-        })?,
-    );
+    let auth = fsread::read_async(&config.auth_token_file, AUTH_TOKEN_FILE)
+        .await
+        .map_err(|e| format!("the auth token file: {e}"))?;
+    let auth = std::str::from_utf8(&auth).map_err(|_| {
+        format!(
+            "the auth token file {} is not UTF-8",
+            config.auth_token_file.display()
+        )
+    })?;
     // A token file written by hand often ends in a newline, which no header
     // may hold; the token itself never does.
     let auth = auth.trim_end_matches(['\r', '\n']);

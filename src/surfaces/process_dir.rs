@@ -28,6 +28,7 @@ use tracing::{info, warn};
 use crate::atomic_file;
 use crate::config::ProcessDirConfig;
 use crate::dirwatch::{watch_dir, DirWatch};
+use crate::fsread::{self, Limit};
 
 /// The copied binary's name in `DIR`.
 pub const BINARY_NAME: &str = "credagent";
@@ -104,7 +105,18 @@ impl ProcessDir {
             wrote = true;
         }
         let config = self.config_path();
-        if std::fs::read(&config).ok().as_deref() != Some(self.config.as_bytes()) {
+        // An app sharing the directory may have put anything there (a FIFO,
+        // a huge file): read at most what the agent wrote.
+        let limit = Limit {
+            what: "the credential-process AWS config",
+            max: self.config.len() as u64,
+        };
+        if fsread::read(&config, limit)
+            .ok()
+            .as_deref()
+            .map(Vec::as_slice)
+            != Some(self.config.as_bytes())
+        {
             write(&config, self.config.as_bytes(), 0o644)?;
             wrote = true;
         }

@@ -4,6 +4,7 @@ mod abuse;
 mod binary;
 mod botocore;
 mod faults;
+mod files;
 mod layering;
 mod link;
 mod node;
