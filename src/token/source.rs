@@ -60,6 +60,18 @@ impl TokenSourceConfig {
 /// Poll interval while the directory cannot be watched.
 const DEGRADED_POLL: Duration = Duration::from_secs(5);
 
+/// When to read again after consecutive failed reads (the last step
+/// repeats). A failure such as `EMFILE` under a descriptor flood, or a
+/// transient `EACCES`, clears within seconds; the next regular poll may be
+/// a minute away, and no inotify event announces the recovery.
+const RETRY_AFTER_FAILURE: [Duration; 5] = [
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+];
+
 /// Starts the token source and returns the channel it publishes to. The
 /// value is `None` until a valid token has been read.
 pub fn spawn(
@@ -75,6 +87,7 @@ pub fn spawn(
         metrics,
         tx,
         failing: None,
+        failures: 0,
         warned_expiring: false,
         warned_expired: false,
     };
@@ -89,6 +102,8 @@ struct Source {
     tx: watch::Sender<Option<Arc<Token>>>,
     /// The class of the last failed read, to log only transitions.
     failing: Option<&'static str>,
+    /// Consecutive failed reads (the retry schedule's step).
+    failures: usize,
     warned_expiring: bool,
     warned_expired: bool,
 }
@@ -123,6 +138,10 @@ impl Source {
             self.reload().await;
             self.check_expiry();
             let mut interval = self.poll_interval();
+            if let Some(step) = self.failures.checked_sub(1) {
+                let retry = RETRY_AFTER_FAILURE[step.min(RETRY_AFTER_FAILURE.len() - 1)];
+                interval = interval.min(retry);
+            }
             if self.config.watch && dir_watch.is_none() {
                 // Degraded (no inotify, or the directory vanished): poll
                 // more often, and retry the watch each time.
@@ -171,6 +190,7 @@ impl Source {
                 } else {
                     self.publish(raw);
                 }
+                self.failures = 0;
                 if self.failing.take().is_some() {
                     info!(path = %self.config.path.display(), "projected token readable again");
                 }
@@ -190,6 +210,7 @@ impl Source {
                     debug!(reason = e.class(), "projected token still unusable");
                 }
                 self.failing = Some(e.class());
+                self.failures = self.failures.saturating_add(1);
             }
         }
     }
