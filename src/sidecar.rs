@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use crate::clock::{self, SharedClock};
 use crate::config::SidecarConfig;
 use crate::exchange::{Exchange, HttpExchanger};
+use crate::logsafe::redact_userinfo;
 use crate::metrics::{
     Metrics, MetricsError, RefreshMetrics, ServerMetrics, SidecarMetrics, TokenMetrics,
 };
@@ -137,7 +138,7 @@ impl Sidecar {
             listen = %credentials_addr,
             admin_listen = %admin_addr,
             token_file = %config.token_file.display(),
-            exchange_url = %config.upstream.url,
+            exchange_url = %redact_userinfo(&config.upstream.url.to_string()),
             auth_token_file = %config.auth_token_file.display(),
             "credagent sidecar starting"
         );

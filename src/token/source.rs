@@ -16,6 +16,7 @@ use super::mountinfo::warn_if_subpath;
 use super::read::{read_with_retry, Token};
 use crate::clock::SharedClock;
 use crate::dirwatch::watch_parent;
+use crate::logsafe::Untrusted;
 use crate::metrics::TokenMetrics;
 use crate::secret::Secret;
 
@@ -221,10 +222,13 @@ impl Source {
             return;
         };
         let rotated = self.tx.borrow().is_some();
+        // Unverified claims: escaped and capped (a `sub` may hold a newline
+        // and a forged log line).
+        let aud = claims.aud.join(",");
         info!(
-            iss = claims.iss.as_deref().unwrap_or(""),
-            sub = claims.sub.as_deref().unwrap_or(""),
-            aud = claims.aud.join(","),
+            iss = %Untrusted::new(claims.iss.as_deref().unwrap_or("")),
+            sub = %Untrusted::new(claims.sub.as_deref().unwrap_or("")),
+            aud = %Untrusted::new(&aud),
             exp = claims.exp,
             iat = claims.iat,
             ttl_s = claims.ttl().map(|d| d.as_secs()),

@@ -7,6 +7,7 @@ mod faults;
 mod files;
 mod layering;
 mod link;
+mod logs;
 mod node;
 mod node_cache;
 mod node_verify;
