@@ -110,8 +110,7 @@ impl Sidecar {
         let process_dir = match &config.credential_process_dir {
             None => None,
             Some(c) => {
-                let dir = ProcessDir::new(c)?;
-                dir.sync()?;
+                let dir = ProcessDir::prepare(c).await?;
                 info!(aws_config = %dir.config_path().display(), "credential-process files written");
                 Some(dir)
             }
