@@ -160,9 +160,9 @@ fn one_shot<F: std::future::Future<Output = ExitCode>>(fut: F) -> ExitCode {
 }
 
 fn credential_process(args: credagent::cli::CredentialProcessArgs) -> ExitCode {
-    let url = match args.url.parse::<http::Uri>() {
-        Ok(u) if u.scheme_str() == Some("http") && u.host().is_some() => u,
-        _ => return bad_config("invalid value for --url: must be an http:// URL of the agent"),
+    let url = match credagent::ops::credential_process::agent_url(&args.url) {
+        Ok(u) => u,
+        Err(why) => return bad_config(format!("invalid value for --url: {why}")),
     };
     let config = credagent::ops::credential_process::CredentialProcessConfig {
         url,

@@ -219,3 +219,35 @@ async fn sigterm_ends_a_webhook_whose_certificate_is_a_fifo() {
         "{err}"
     );
 }
+
+/// `credential-process --url` to a plain-http host off loopback would send
+/// the auth token in clear: refused as a bad flag (exit 2) before the
+/// token file is even read, as the agent's own URLs are.
+#[tokio::test]
+async fn credential_process_sends_the_token_only_to_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth-token");
+    std::fs::write(&auth, "Xq3vKZ0dM1pW-8sYtR6cHe_L2nJ9uBfA4gVx7oEiQkU").unwrap();
+    let auth = auth.display().to_string();
+    for url in [
+        "http://10.1.2.3:8181/v1/credentials",
+        "http://agent.example:8181/v1/credentials",
+    ] {
+        let child = credagent(&[
+            "credential-process",
+            "--url",
+            url,
+            "--auth-token-file",
+            &auth,
+        ])
+        .spawn()
+        .unwrap();
+        let out = exits(child).await;
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{url}: {err}");
+        assert!(
+            err.contains("--url") && err.contains("only to a loopback host"),
+            "{url}: {err}"
+        );
+    }
+}
