@@ -223,7 +223,12 @@ impl ProcessDir {
                 _ = tokio::time::sleep(recheck) => {}
             }
             let check = this.clone();
-            match tokio::task::spawn_blocking(move || check.sync()).await {
+            // A check stuck on a hung filesystem must not hold shutdown.
+            let checked = tokio::select! {
+                checked = tokio::task::spawn_blocking(move || check.sync()) => checked,
+                _ = shutdown.cancelled() => return,
+            };
+            match checked {
                 Ok(Ok(true)) => {
                     info!(dir = %this.dir.display(), "credential-process files were missing or changed; written again")
                 }

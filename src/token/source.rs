@@ -136,7 +136,11 @@ impl Source {
                     Err(e) => debug!(error = %e, "still cannot watch the token directory"),
                 }
             }
-            self.reload().await;
+            // A read stuck on a hung filesystem must not hold shutdown.
+            tokio::select! {
+                _ = self.reload() => {}
+                _ = shutdown.cancelled() => break,
+            }
             self.check_expiry();
             let mut interval = self.poll_interval();
             if let Some(step) = self.failures.checked_sub(1) {

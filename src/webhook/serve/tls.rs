@@ -200,7 +200,12 @@ pub async fn run_reloader(
                 }
             }
         }
-        match store.reload(&files).await {
+        // A read stuck on a hung filesystem must not hold shutdown.
+        let reloaded = tokio::select! {
+            reloaded = store.reload(&files) => reloaded,
+            _ = shutdown.cancelled() => break,
+        };
+        match reloaded {
             Ok(_) => {}
             Err(e) if store.loaded() => {
                 warn!(error = %e, "serving certificate not reloaded; the previous one stays in service")
