@@ -16,8 +16,9 @@
 //! SHA-256 against the running binary's (an in-place edit of the same size
 //! is caught; size and mode alone were not). Checks run on every change in
 //! `DIR` (never on a read: see `dirwatch`) and every [`RECHECK`]: hashing
-//! the ~7 MB binary takes about 20 ms, so an idle agent spends about 0.2 %
-//! of a core on it. Each check runs on tokio's blocking pool.
+//! the 7.5 MB binary takes about 7 ms, so an idle agent spends about
+//! 0.07 % of a core on it (BENCHMARKS.md, section 10). Each check runs on
+//! tokio's blocking pool.
 //!
 //! The apps share `DIR` and can write it: a change is undone within one
 //! event, but an app that races the agent can run its own file in between.
