@@ -27,12 +27,12 @@
 //! modules of the layers before its own (`tests/it/layering.rs` checks this
 //! order against the sources, and that no two files import each other).
 //!
-//! 1. `secret`, `clock`, `shutdown`, `atomic_file`, `dirwatch`, `fsread`,
-//!    `logsafe`: the foundations: the redacted secret type, the injected
-//!    wall clock, SIGTERM, atomic file replacement, the directory watch
-//!    (token, certificates, credential-process directory), bounded
-//!    non-blocking reads of regular files only, untrusted strings escaped
-//!    and capped for logs.
+//! 1. `secret`, `clock`, `shutdown`, `atomic_file`, `dirwatch`, `fsread`, `logsafe`:
+//!    the foundations: the redacted secret type, the injected wall clock,
+//!    SIGTERM, atomic file replacement, the directory watch (token,
+//!    certificates, credential-process directory), bounded non-blocking
+//!    reads of regular files only, untrusted strings escaped and capped for
+//!    logs.
 //! 2. `cli`: the clap surface of every subcommand.
 //! 3. `config`: the typed configuration every stage consumes, validated
 //!    before anything is bound.
