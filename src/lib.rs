@@ -27,10 +27,12 @@
 //! modules of the layers before its own (`tests/it/layering.rs` checks this
 //! order against the sources, and that no two files import each other).
 //!
-//! 1. `secret`, `clock`, `shutdown`, `atomic_file`, `dirwatch`: the
-//!    foundations: the redacted secret type, the injected wall clock,
+//! 1. `secret`, `clock`, `shutdown`, `atomic_file`, `dirwatch`, `fsread`, `logsafe`:
+//!    the foundations: the redacted secret type, the injected wall clock,
 //!    SIGTERM, atomic file replacement, the directory watch (token,
-//!    certificates, credential-process directory).
+//!    certificates, credential-process directory), bounded non-blocking
+//!    reads of regular files only, untrusted strings escaped and capped for
+//!    logs.
 //! 2. `config`: what configuration is made of: the value types each flag
 //!    is parsed into, once, by clap (durations, quantities, URLs, image
 //!    references, ids, the enums), and the runtime configuration the
@@ -80,7 +82,9 @@ pub mod credentials;
 pub mod demo;
 pub mod dirwatch;
 pub mod exchange;
+pub mod fsread;
 pub mod jwt;
+pub mod logsafe;
 pub mod metrics;
 pub mod node;
 pub mod ops;

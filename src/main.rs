@@ -8,6 +8,7 @@ use clap::error::ErrorKind;
 use clap::Parser;
 use credagent::cli::{Cli, Command, LogFormat, WebhookArgs};
 use credagent::config::SidecarConfig;
+use credagent::logsafe::redact_userinfo_in;
 use credagent::sidecar::{Options, Sidecar};
 use tracing_subscriber::EnvFilter;
 
@@ -41,7 +42,10 @@ fn dispatch(command: Command) -> Result<ExitCode, ExitCode> {
         Command::Sidecar(args) => {
             let config = args.config().map_err(bad_config)?;
             if args.serving.check_config {
-                println!("configuration ok: {config:?}");
+                println!(
+                    "configuration ok: {}",
+                    redact_userinfo_in(&format!("{config:?}"))
+                );
                 return Ok(ExitCode::SUCCESS);
             }
             run(sidecar(config))
@@ -61,7 +65,10 @@ fn dispatch(command: Command) -> Result<ExitCode, ExitCode> {
             None => {
                 let config = args.config().map_err(bad_config)?;
                 if args.serving.check_config {
-                    println!("configuration ok: {config:?}");
+                    println!(
+                        "configuration ok: {}",
+                        redact_userinfo_in(&format!("{config:?}"))
+                    );
                     return Ok(ExitCode::SUCCESS);
                 }
                 run(node(config))
@@ -70,7 +77,10 @@ fn dispatch(command: Command) -> Result<ExitCode, ExitCode> {
         Command::Webhook(args) => {
             args.validate().map_err(bad_config)?;
             if args.check_config {
-                println!("configuration ok: {args:?}");
+                println!(
+                    "configuration ok: {}",
+                    redact_userinfo_in(&format!("{args:?}"))
+                );
                 return Ok(ExitCode::SUCCESS);
             }
             run(webhook(args))
@@ -134,13 +144,22 @@ fn clap_exit(e: clap::Error) -> ExitCode {
     }
 }
 
+/// How long a runtime, once its work is done, waits for blocking-pool
+/// threads (file reads) before the process exits anyway: a read stuck on a
+/// hung filesystem must not hold the exit that SIGTERM asked for.
+const BLOCKING_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Runs a one-shot command on a small runtime.
 fn one_shot<F: std::future::Future<Output = ExitCode>>(fut: F) -> ExitCode {
     match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(fut),
+        Ok(rt) => {
+            let code = rt.block_on(fut);
+            rt.shutdown_timeout(BLOCKING_GRACE);
+            code
+        }
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             ExitCode::FAILURE
@@ -155,7 +174,14 @@ fn credential_process(args: credagent::cli::CredentialProcessArgs) -> ExitCode {
         timeout: std::time::Duration::from_secs(5),
     };
     one_shot(async move {
-        match credagent::ops::credential_process::fetch(&config).await {
+        // The whole command, file read included, within its timeout.
+        let fetched = tokio::time::timeout(
+            config.timeout,
+            credagent::ops::credential_process::fetch(&config),
+        )
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {}s", config.timeout.as_secs())));
+        match fetched {
             Ok(json) => {
                 println!("{}", json.as_str());
                 ExitCode::SUCCESS
@@ -227,7 +253,11 @@ fn init_tracing(format: LogFormat, level: &str) -> Result<(), String> {
             .with_current_span(false)
             .with_span_list(false)
             .init(),
-        LogFormat::Text => builder.init(),
+        // Colour only on a terminal: escape codes in a log file or a
+        // collector are noise at best.
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
     }
     Ok(())
 }
@@ -253,7 +283,9 @@ where
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(fut) {
+    let result = runtime.block_on(fut);
+    runtime.shutdown_timeout(BLOCKING_GRACE);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "credagent stopped");
@@ -263,9 +295,27 @@ where
     }
 }
 
+/// `start`, unless SIGTERM comes first (`None`): the signal handler is
+/// installed before any start-up work, and start-up never outlives it.
+async fn unless_stopped<T, E>(
+    shutdown: &tokio_util::sync::CancellationToken,
+    start: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<Option<T>, E> {
+    tokio::select! {
+        started = start => started.map(Some),
+        _ = shutdown.cancelled() => {
+            tracing::info!("stopped during start-up");
+            Ok(None)
+        }
+    }
+}
+
 async fn sidecar(config: SidecarConfig) -> anyhow::Result<()> {
     let shutdown = credagent::shutdown::on_signal()?;
-    let sidecar = Sidecar::start(&config, Options::default(), shutdown.clone()).await?;
+    let start = Sidecar::start(&config, Options::default(), shutdown.clone());
+    let Some(sidecar) = unless_stopped(&shutdown, start).await? else {
+        return Ok(());
+    };
     shutdown.cancelled().await;
     sidecar.wait().await;
     tracing::info!("credagent stopped");
@@ -274,7 +324,10 @@ async fn sidecar(config: SidecarConfig) -> anyhow::Result<()> {
 
 async fn node(config: credagent::config::NodeConfig) -> anyhow::Result<()> {
     let shutdown = credagent::shutdown::on_signal()?;
-    let node = credagent::node::Node::start(&config, Default::default(), shutdown.clone()).await?;
+    let start = credagent::node::Node::start(&config, Default::default(), shutdown.clone());
+    let Some(node) = unless_stopped(&shutdown, start).await? else {
+        return Ok(());
+    };
     shutdown.cancelled().await;
     node.wait().await;
     tracing::info!("credagent stopped");
@@ -284,8 +337,11 @@ async fn node(config: credagent::config::NodeConfig) -> anyhow::Result<()> {
 async fn webhook(config: WebhookArgs) -> anyhow::Result<()> {
     let signal = credagent::shutdown::on_signal()?;
     let stop = tokio_util::sync::CancellationToken::new();
-    let webhook =
-        credagent::webhook::Webhook::start(&config, Default::default(), stop.clone()).await?;
+    let start = credagent::webhook::Webhook::start(&config, Default::default(), stop.clone());
+    let Some(webhook) = unless_stopped(&signal, start).await? else {
+        stop.cancel();
+        return Ok(());
+    };
     signal.cancelled().await;
     // The endpoint is leaving the Service; the API server may still pick it
     // for a moment, and a refused connection is a failed admission.

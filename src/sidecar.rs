@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use crate::clock::{self, SharedClock};
 use crate::config::SidecarConfig;
 use crate::exchange::{Exchange, HttpExchanger};
+use crate::logsafe::redact_userinfo;
 use crate::metrics::{
     Metrics, MetricsError, RefreshMetrics, ServerMetrics, SidecarMetrics, TokenMetrics,
 };
@@ -103,14 +104,13 @@ impl Sidecar {
             Some(e) => e,
             None => Arc::new(HttpExchanger::new(&config.upstream)?),
         };
-        let auth = AuthToken::load_or_create(&config.auth_token_file)?;
+        let auth = AuthToken::load_or_create(&config.auth_token_file).await?;
         // Written before anything is served, so the apps never see the
         // agent ready without the files in place.
         let process_dir = match &config.credential_process_dir {
             None => None,
             Some(c) => {
-                let dir = ProcessDir::new(c)?;
-                dir.sync()?;
+                let dir = ProcessDir::prepare(c).await?;
                 info!(aws_config = %dir.config_path().display(), "credential-process files written");
                 Some(dir)
             }
@@ -137,7 +137,7 @@ impl Sidecar {
             listen = %credentials_addr,
             admin_listen = %admin_addr,
             token_file = %config.token_file.display(),
-            exchange_url = %config.upstream.url,
+            exchange_url = %redact_userinfo(&config.upstream.url.to_string()),
             auth_token_file = %config.auth_token_file.display(),
             "credagent sidecar starting"
         );

@@ -87,6 +87,19 @@ fn the_sidecars_cross_flag_rules_name_the_flag() {
         .unwrap_err();
     assert_eq!(e.flag, "--credential-process-dir");
     assert!(e.reason.contains("holds a space"), "{e}");
+    // credential-process sends the auth token only over loopback.
+    let e = sidecar(&[&dir[..], &["--listen", "10.1.2.3:8181"]].concat())
+        .config()
+        .unwrap_err();
+    assert_eq!(e.flag, "--credential-process-dir");
+    assert!(e.reason.contains("10.1.2.3"), "{e}");
+    let ok = sidecar(&[&dir[..], &["--listen", "127.0.0.2:8181"]].concat())
+        .config()
+        .unwrap();
+    assert_eq!(
+        ok.credential_process_dir.unwrap().url.to_string(),
+        "http://127.0.0.2:8181/v1/credentials"
+    );
     // Relative is fine without the directory.
     assert!(sidecar(&["--auth-token-file", "auth"]).validate().is_ok());
     let mut both = sidecar(&[]);

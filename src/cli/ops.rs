@@ -9,7 +9,7 @@ use http::Uri;
 use super::shared::{TuningArgs, DEFAULT_AUDIENCE, DEFAULT_AUTH_TOKEN_FILE, DEFAULT_TOKEN_FILE};
 use super::sidecar::SidecarArgs;
 use crate::config::flag::checked;
-use crate::config::Upstream;
+use crate::config::{is_loopback_host, Upstream};
 
 /// `credagent credential-process`.
 #[derive(Debug, Clone, Args)]
@@ -87,11 +87,48 @@ pub struct DoctorArgs {
     pub audience: String,
 }
 
-/// `--url`: the agent is reached over plain http (on loopback or the node's
-/// link-local address), never anything else.
-fn agent_url(s: &str) -> Result<Uri, &'static str> {
-    match s.parse::<Uri>() {
-        Ok(u) if u.scheme_str() == Some("http") && u.host().is_some() => Ok(u),
-        _ => Err("must be an http:// URL of the agent"),
+/// Checks `--url` by the agent's own rule for plain http: only to a
+/// loopback host (`127.0.0.0/8`, `::1`, `localhost`), since the request
+/// carries the auth token in clear. The agent serves only plain http, so
+/// nothing else is accepted. The error is the flag's message.
+fn agent_url(raw: &str) -> Result<Uri, &'static str> {
+    const WANT: &str = "must be an http:// URL of the agent on a loopback address";
+    let uri: Uri = raw.parse().map_err(|_| WANT)?;
+    let host = uri.host().ok_or(WANT)?;
+    match uri.scheme_str() {
+        Some("http") if is_loopback_host(host) => Ok(uri),
+        Some("http") => Err("plain http is allowed only to a loopback host: the auth token would cross the network in clear"),
+        _ => Err(WANT),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_url_is_plain_http_to_loopback_only() {
+        for ok in [
+            "http://127.0.0.1:8181/v1/credentials",
+            "http://127.9.9.9:1/x",
+            "http://[::1]:8181/v1/credentials",
+            "http://localhost:8181/v1/credentials",
+        ] {
+            assert!(agent_url(ok).is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            (
+                "http://10.1.2.3:8181/v1/credentials",
+                "only to a loopback host",
+            ),
+            ("http://agent.example:8181/", "only to a loopback host"),
+            ("http://0.0.0.0:8181/", "only to a loopback host"),
+            ("https://127.0.0.1:8181/", "must be an http:// URL"),
+            ("127.0.0.1:8181", "must be an http:// URL"),
+            ("not a url", "must be an http:// URL"),
+        ] {
+            let e = agent_url(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 }

@@ -233,6 +233,14 @@ impl SidecarArgs {
                 SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
             });
         }
+        // `credagent credential-process` sends the auth token only over
+        // loopback, so a profile naming another address would never work.
+        if !listen.ip().is_loopback() {
+            return Err(ConfigError::new(
+                "--credential-process-dir",
+                format!("needs --listen on a loopback or wildcard address (credential-process sends the auth token only over loopback), not {}", listen.ip()),
+            ));
+        }
         let url = format!("http://{listen}/v1/credentials")
             .parse()
             .map_err(|e| ConfigError::new("--listen", format!("makes no URL ({e})")))?;

@@ -105,8 +105,8 @@ pub fn post_target(get_url: &http::Uri) -> Result<(http::Uri, String), String> {
 /// Reads `--ca-file`: PEM certificates, at least one.
 pub fn load_roots(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     const FLAG: &str = "--ca-file";
-    let pem = std::fs::read(path)
-        .map_err(|e| ConfigError::new(FLAG, format!("cannot read {}: {e}", path.display())))?;
+    let pem = crate::fsread::read(path, crate::fsread::PEM)
+        .map_err(|e| ConfigError::new(FLAG, e.to_string()))?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ConfigError::new(FLAG, format!("bad PEM in {}: {e}", path.display())))?;

@@ -19,6 +19,7 @@ use super::sources::{MissBudget, MissLimiter};
 use crate::clock::{self, SharedClock};
 use crate::config::NodeConfig;
 use crate::exchange::{Exchange, HttpExchanger};
+use crate::logsafe::redact_userinfo;
 use crate::metrics::{
     Metrics, MetricsError, NodeMetrics, RefreshMetrics, ServerMetrics, VerifyMetrics,
 };
@@ -244,7 +245,7 @@ impl Node {
         info!(
             listen = ?addrs,
             admin_listen = %admin_addr,
-            exchange_url = %config.upstream.url,
+            exchange_url = %redact_userinfo(&config.upstream.url.to_string()),
             max_identities = config.cache.max_identities,
             upstream_concurrency = config.cache.upstream_concurrency,
             max_connections = config.max_connections,

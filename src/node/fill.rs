@@ -36,6 +36,7 @@ use super::health::UpstreamHealth;
 use super::identity::{Digest, Identity, Who};
 use super::sources::MissLimiter;
 use crate::clock::unix_seconds;
+use crate::logsafe::Untrusted;
 use crate::refresh::{Attempts, Engine, Failure, Outcome};
 use crate::secret::Secret;
 
@@ -265,10 +266,10 @@ impl Filler {
                 }
                 Outcome::Failed(failure) if failure.is_denied() => {
                     info!(
-                        iss = %identity.who.iss,
-                        sub = %identity.who.sub,
-                        namespace = %identity.who.namespace,
-                        pod = %identity.who.pod,
+                        iss = %Untrusted::new(&identity.who.iss),
+                        sub = %Untrusted::new(&identity.who.sub),
+                        namespace = %Untrusted::new(&identity.who.namespace),
+                        pod = %Untrusted::new(&identity.who.pod),
                         error = %failure.error,
                         "a cached identity's token is no longer accepted; dropping it"
                     );
@@ -317,10 +318,10 @@ struct Fill {
 
 fn log_failure(message: &'static str, who: &Who, failure: &Failure) {
     warn!(
-        iss = %who.iss,
-        sub = %who.sub,
-        namespace = %who.namespace,
-        pod = %who.pod,
+        iss = %Untrusted::new(&who.iss),
+        sub = %Untrusted::new(&who.sub),
+        namespace = %Untrusted::new(&who.namespace),
+        pod = %Untrusted::new(&who.pod),
         outcome = failure.error.class(),
         error = %failure.error,
         attempt = failure.attempt,

@@ -32,6 +32,7 @@ use tracing::{info, warn};
 use crate::clock::{unix_seconds, SharedClock};
 use crate::exchange::BoxFuture;
 use crate::jwt::Claims;
+use crate::logsafe::redact_userinfo;
 use crate::metrics::VerifyMetrics;
 use crate::outbound::{read_body, Outbound};
 
@@ -263,12 +264,12 @@ impl KeyVerifier {
                 self.metrics.fetches.with_label_values(&["ok"]).inc();
                 self.metrics.keys.set(self.key_count() as i64);
                 if first {
-                    info!(issuer = %keys.config.issuer, keys = n, "issuer keys loaded");
+                    info!(issuer = %redact_userinfo(&keys.config.issuer), keys = n, "issuer keys loaded");
                 }
             }
             Err(e) => {
                 self.metrics.fetches.with_label_values(&["error"]).inc();
-                warn!(issuer = %keys.config.issuer, error = %e, keeping = keys.keys.load().loaded, "cannot fetch the issuer's keys");
+                warn!(issuer = %redact_userinfo(&keys.config.issuer), error = %e, keeping = keys.keys.load().loaded, "cannot fetch the issuer's keys");
                 *keys.last_error.lock() = Some(e);
             }
         }

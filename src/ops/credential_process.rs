@@ -12,6 +12,9 @@ use std::time::Duration;
 use http::{StatusCode, Uri};
 use zeroize::Zeroizing;
 
+use crate::fsread;
+use crate::logsafe::redact_userinfo;
+use crate::server::auth::AUTH_TOKEN_FILE;
 use crate::wire;
 
 /// What to fetch from.
@@ -28,38 +31,38 @@ pub struct CredentialProcessConfig {
 /// Fetches and renders the credential_process JSON. The error is one line
 /// for stderr.
 pub async fn fetch(config: &CredentialProcessConfig) -> Result<Zeroizing<String>, String> {
-    let auth = Zeroizing::new(
-        std::fs::read_to_string(&config.auth_token_file).map_err(|e| {
-            format!(
-                "cannot read the auth token file {}: {e}",
-                config.auth_token_file.display()
-            )
-        })?,
-    );
+    let auth = fsread::read_async(&config.auth_token_file, AUTH_TOKEN_FILE)
+        .await
+        .map_err(|e| format!("the auth token file: {e}"))?;
+    let auth = std::str::from_utf8(&auth).map_err(|_| {
+        format!(
+            "the auth token file {} is not UTF-8",
+            config.auth_token_file.display()
+        )
+    })?;
     // A token file written by hand often ends in a newline, which no header
     // may hold; the token itself never does.
     let auth = auth.trim_end_matches(['\r', '\n']);
+    let shown = config.url.to_string();
+    let url = redact_userinfo(&shown);
     let (status, body) = super::local_get(&config.url, Some(auth), config.timeout)
         .await
-        .map_err(|e| format!("cannot reach the agent at {}: {e}", config.url))?;
+        .map_err(|e| format!("cannot reach the agent at {url}: {e}"))?;
     match status {
         StatusCode::OK => {}
         StatusCode::UNAUTHORIZED => {
             return Err(format!(
-                "the agent at {} refused the auth token (HTTP 401); check --auth-token-file",
-                config.url
+                "the agent at {url} refused the auth token (HTTP 401); check --auth-token-file"
             ))
         }
         StatusCode::SERVICE_UNAVAILABLE => {
             return Err(format!(
-                "the agent at {} has no valid credentials yet (HTTP 503); see its logs",
-                config.url
+                "the agent at {url} has no valid credentials yet (HTTP 503); see its logs"
             ))
         }
         other => {
             return Err(format!(
-                "the agent at {} answered HTTP {}",
-                config.url,
+                "the agent at {url} answered HTTP {}",
                 other.as_u16()
             ))
         }

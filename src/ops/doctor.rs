@@ -11,6 +11,7 @@ use crate::clock::unix_seconds;
 use crate::config::{ExchangeMethod, RefreshPolicy, SidecarConfig};
 use crate::credentials::Credentials;
 use crate::exchange::{Exchange, ExchangeError, HttpExchanger};
+use crate::server::auth::AUTH_TOKEN_FILE;
 use crate::token::{self, read_token, ReadError, Token};
 
 /// Largest clock difference tolerated with the upstream or the token issuer.
@@ -277,8 +278,10 @@ async fn local_agent(config: &SidecarConfig) -> Vec<Check> {
         Ok(u) => u,
         Err(_) => return out,
     };
-    let served = match std::fs::read_to_string(&config.auth_token_file) {
-        Err(e) => Check::fail("credentials served", format!("cannot read {}: {e}", config.auth_token_file.display()), "mount the auth token emptyDir in this container"),
+    let auth = crate::fsread::read_async(&config.auth_token_file, AUTH_TOKEN_FILE).await;
+    let auth = auth.as_ref().map(|b| String::from_utf8_lossy(b));
+    let served = match auth {
+        Err(e) => Check::fail("credentials served", e.to_string(), "mount the auth token emptyDir in this container"),
         Ok(auth) => match super::local_get(&url, Some(&auth), timeout).await {
             Ok((s, _)) if s.is_success() => Check::pass("credentials served", format!("{url} answers with the auth token")),
             Ok((s, _)) => Check::fail("credentials served", format!("{url} answered HTTP {}", s.as_u16()), "check that AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE names the agent's --auth-token-file"),

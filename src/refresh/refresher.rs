@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::engine::{Attempts, Engine, Failure, Fresh, Outcome};
+use crate::logsafe::Untrusted;
 use crate::metrics::SidecarMetrics;
 use crate::store::Store;
 use crate::token::Token;
@@ -164,7 +165,8 @@ impl Refresher {
             lifetime_s = lifetime.as_secs(),
             next_refresh_in_s = refresh_at.saturating_duration_since(obtained_at).as_secs(),
             role = credentials.role.as_deref().unwrap_or(""),
-            access_key_id = %credentials.access_key_id,
+            // From the upstream's answer: escaped and capped.
+            access_key_id = %Untrusted::new(&credentials.access_key_id),
             "credentials refreshed"
         );
         let stale = self.engine.policy().stale_margin_for(lifetime);

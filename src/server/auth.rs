@@ -6,7 +6,6 @@
 //! `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`. An existing non-empty file is
 //! used as is, so a restarted agent keeps the token apps already hold.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,7 +13,10 @@ use base64::Engine;
 use rand::RngCore;
 use subtle::ConstantTimeEq;
 
+use crate::fsread::{self, FileError, Limit};
 use crate::secret::Secret;
+
+pub mod strength;
 
 /// The token callers must send as `Authorization`.
 #[derive(Debug, Clone)]
@@ -23,14 +25,10 @@ pub struct AuthToken(Secret);
 /// Why the auth token file could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthTokenError {
-    /// Reading an existing file failed.
-    #[error("cannot read the auth token file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
+    /// Reading an existing file failed, or it is not a regular file of
+    /// at most [`MAX_AUTH_TOKEN_BYTES`].
+    #[error("the auth token file: {0}")]
+    Read(FileError),
     /// Creating the file failed.
     #[error("cannot write the auth token file {path}: {source}")]
     Write {
@@ -42,47 +40,72 @@ pub enum AuthTokenError {
     /// The existing file holds bytes that cannot be an HTTP header value.
     #[error("the auth token file {0} holds characters that cannot be sent in a header (e.g. a newline); remove it to have a new token generated")]
     Unusable(PathBuf),
-    /// The existing file's token is too easy to guess.
-    #[error("the auth token in {path} is too weak: about {bits} bits, at least {MIN_BITS} are needed (e.g. `head -c 32 /dev/urandom | base64 | tr -d '=+/\\n'`); remove it to have one generated")]
+    /// The existing file's token is too easy to guess ([`strength`]).
+    #[error("the auth token in {path} is too weak: about {bits} bits{}, at least {MIN_BITS} are needed (e.g. `head -c 32 /dev/urandom | base64 | tr -d '=+/\\n'`); remove it to have one generated", reason.map(|r| format!(" ({r})")).unwrap_or_default())]
     Weak {
         /// The file.
         path: PathBuf,
         /// Its estimated strength.
         bits: u32,
+        /// What made it weak, if not only its length.
+        reason: Option<&'static str>,
     },
 }
 
 /// The least strength of an auth token, in bits.
 pub const MIN_BITS: u32 = 128;
 
+/// The largest auth token file read: 4 KiB. The agent writes 43 bytes; a
+/// header value of kilobytes is already unusual for any client.
+pub const MAX_AUTH_TOKEN_BYTES: u64 = 4096;
+
+/// The auth token file's cap, for every reader of it (the sidecar,
+/// `credential-process`, `doctor`).
+pub const AUTH_TOKEN_FILE: Limit = Limit {
+    what: "an auth token",
+    max: MAX_AUTH_TOKEN_BYTES,
+};
+
 // === impl AuthToken ===
 
 impl AuthToken {
-    /// Uses the token in `path`, or creates one there.
-    pub fn load_or_create(path: &Path) -> Result<Self, AuthTokenError> {
-        match fs::read(path) {
+    /// Uses the token in `path`, or creates one there; on tokio's blocking
+    /// pool.
+    pub async fn load_or_create(path: &Path) -> Result<Self, AuthTokenError> {
+        let owned = path.to_owned();
+        tokio::task::spawn_blocking(move || Self::load_or_create_blocking(&owned))
+            .await
+            .unwrap_or_else(|e| {
+                Err(AuthTokenError::Read(FileError::Io {
+                    path: path.to_owned(),
+                    source: std::io::Error::other(e),
+                }))
+            })
+    }
+
+    /// [`AuthToken::load_or_create`], blocking the calling thread.
+    pub fn load_or_create_blocking(path: &Path) -> Result<Self, AuthTokenError> {
+        match fsread::read(path, AUTH_TOKEN_FILE) {
             Ok(bytes) if !bytes.is_empty() => {
-                let text = String::from_utf8(bytes)
+                let text = std::str::from_utf8(&bytes)
                     .map_err(|_| AuthTokenError::Unusable(path.to_owned()))?;
                 if text.bytes().any(|b| b.is_ascii_control()) {
                     return Err(AuthTokenError::Unusable(path.to_owned()));
                 }
-                let bits = strength(&text);
-                if bits < MIN_BITS {
+                let estimate = strength::estimate(text);
+                if estimate.bits < f64::from(MIN_BITS) {
                     return Err(AuthTokenError::Weak {
                         path: path.to_owned(),
-                        bits,
+                        bits: estimate.bits as u32,
+                        reason: estimate.reason,
                     });
                 }
                 tracing::info!(path = %path.display(), "using the existing auth token");
                 Ok(Self(Secret::new(text)))
             }
             Ok(_) => Self::create(path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::create(path),
-            Err(source) => Err(AuthTokenError::Read {
-                path: path.to_owned(),
-                source,
-            }),
+            Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => Self::create(path),
+            Err(e) => Err(AuthTokenError::Read(e)),
         }
     }
 
@@ -106,43 +129,17 @@ impl AuthToken {
     }
 }
 
-/// An upper estimate of `token`'s strength in bits: its length times the
-/// bits per character of the smallest alphabet it fits (hex: 4, base64 or
-/// base64url: 6, printable ASCII: 6.5). A token of fewer than 8 distinct
-/// characters counts only log2 of that many bits per character, so `aaaa…`
-/// or `abab…` is weak however long. A random token of 16 bytes or more, hex
-/// or base64 encoded, passes.
-pub fn strength(token: &str) -> u32 {
-    let bytes = token.as_bytes();
-    let per_char = if bytes.iter().all(u8::is_ascii_hexdigit) {
-        4.0
-    } else if bytes
-        .iter()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'='))
-    {
-        6.0
-    } else {
-        6.5
-    };
-    let distinct = bytes.iter().collect::<std::collections::HashSet<_>>().len();
-    let per_char = if distinct < 8 {
-        (distinct.max(2) as f64).log2()
-    } else {
-        per_char
-    };
-    (bytes.len() as f64 * per_char) as u32
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn creates_a_random_token_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/auth-token");
-        let a = AuthToken::load_or_create(&path).unwrap();
+        let a = AuthToken::load_or_create_blocking(&path).unwrap();
         let on_disk = fs::read(&path).unwrap();
         assert_eq!(on_disk.len(), 43, "256 bits as unpadded base64url");
         assert!(on_disk
@@ -156,7 +153,7 @@ mod tests {
         assert!(!a.matches(b"wrong"));
         assert!(!a.matches(&on_disk[..42]));
         // A second start reuses it.
-        let b = AuthToken::load_or_create(&path).unwrap();
+        let b = AuthToken::load_or_create_blocking(&path).unwrap();
         assert!(b.matches(&on_disk));
         assert_eq!(
             fs::read_dir(dir.path().join("sub")).unwrap().count(),
@@ -165,7 +162,7 @@ mod tests {
         );
         // An empty file is replaced.
         fs::write(&path, b"").unwrap();
-        let c = AuthToken::load_or_create(&path).unwrap();
+        let c = AuthToken::load_or_create_blocking(&path).unwrap();
         assert!(!c.matches(&on_disk));
         assert!(format!("{c:?}").contains("redacted"));
     }
@@ -176,9 +173,11 @@ mod tests {
         let path = dir.path().join("auth-token");
         let chosen = b"q7Rk2PzX9vLmN4wB8sYt0cHe";
         fs::write(&path, chosen).unwrap();
-        assert!(AuthToken::load_or_create(&path).unwrap().matches(chosen));
+        assert!(AuthToken::load_or_create_blocking(&path)
+            .unwrap()
+            .matches(chosen));
         fs::write(&path, b"with-newline\n").unwrap();
-        let err = AuthToken::load_or_create(&path).unwrap_err();
+        let err = AuthToken::load_or_create_blocking(&path).unwrap_err();
         assert!(err.to_string().contains("newline"), "{err}");
         assert!(!err.to_string().contains("with-newline"), "{err}");
     }
@@ -187,27 +186,33 @@ mod tests {
     fn weak_tokens_are_refused_without_quoting_them() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("auth-token");
+        let a128 = "a".repeat(128);
+        let ab64 = "ab".repeat(64);
         for weak in [
             "operator-chosen",
             "0123456789abcdef0123456789abcde",
-            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
             "password",
+            &a128,
+            &ab64,
         ] {
             fs::write(&path, weak).unwrap();
-            let err = AuthToken::load_or_create(&path).unwrap_err();
+            let err = AuthToken::load_or_create_blocking(&path).unwrap_err();
             let msg = err.to_string();
             assert!(msg.contains("too weak") && msg.contains("128"), "{msg}");
             assert!(!msg.contains(weak), "{msg}");
         }
+        let err = AuthToken::load_or_create_blocking(&path).unwrap_err();
+        assert!(err.to_string().contains("bits (it repeats itself"), "{err}");
         // 16 random bytes, as hex or as base64: strong enough.
         for strong in [
             "6f1c2a9be04d7783a2c5d1e0f9b84c37",
             "bxK9f0Qz3L+Wm2vT8rYc1A==",
         ] {
             fs::write(&path, strong).unwrap();
-            assert!(AuthToken::load_or_create(&path).is_ok(), "{strong}");
+            assert!(
+                AuthToken::load_or_create_blocking(&path).is_ok(),
+                "{strong}"
+            );
         }
-        assert!(strength("6f1c2a9be04d7783a2c5d1e0f9b84c37") >= 128);
-        assert!(strength(&"ab".repeat(40)) < 128);
     }
 }

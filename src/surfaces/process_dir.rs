@@ -12,15 +12,26 @@
 //!
 //! Both files are written atomically before the agent reports ready, and
 //! written again whenever either is missing or no longer what the agent
-//! wrote (checked on every change in `DIR` and every [`RECHECK`]).
+//! wrote, checked by content: the config byte for byte, the binary by its
+//! SHA-256 against the running binary's (an in-place edit of the same size
+//! is caught; size and mode alone were not). Checks run on every change in
+//! `DIR` (never on a read: see `dirwatch`) and every [`RECHECK`]: hashing
+//! the 7.5 MB binary takes about 7 ms, so an idle agent spends about
+//! 0.07 % of a core on it (BENCHMARKS.md, section 10). Each check runs on
+//! tokio's blocking pool.
+//!
+//! The apps share `DIR` and can write it: a change is undone within one
+//! event, but an app that races the agent can run its own file in between.
+//! Mount the directory read-only in the apps (docs/deploy.md).
 
 use std::fmt::Write as _;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
+use ring::digest::{Context, Digest, SHA256};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -28,6 +39,7 @@ use tracing::{info, warn};
 use crate::atomic_file;
 use crate::config::ProcessDirConfig;
 use crate::dirwatch::{watch_dir, DirWatch};
+use crate::fsread::{self, Limit};
 
 /// The copied binary's name in `DIR`.
 pub const BINARY_NAME: &str = "credagent";
@@ -35,6 +47,8 @@ pub const BINARY_NAME: &str = "credagent";
 pub const CONFIG_NAME: &str = "aws-config";
 /// How often the files are checked without a change event.
 pub const RECHECK: Duration = Duration::from_secs(10);
+/// The largest binary copied: 512 MiB (the image's is about 7 MB).
+const MAX_BINARY_BYTES: u64 = 512 * 1024 * 1024;
 
 /// Why the directory could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -53,18 +67,34 @@ pub enum ProcessDirError {
 }
 
 /// The files, ready to be (re)written. The binary is copied from disk each
-/// time, not held in memory (it is several times the agent's own RSS).
+/// time, not held in memory (it is several times the agent's own RSS); its
+/// digest is.
 #[derive(Debug)]
 pub struct ProcessDir {
     dir: PathBuf,
     exe: PathBuf,
     exe_len: u64,
+    exe_digest: Digest,
     config: String,
+    checks: Arc<AtomicU64>,
 }
 
 // === impl ProcessDir ===
 
 impl ProcessDir {
+    /// The files for `config`, copying the running binary, written once;
+    /// on tokio's blocking pool.
+    pub async fn prepare(config: &ProcessDirConfig) -> Result<Self, ProcessDirError> {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            let dir = Self::new(&config)?;
+            dir.sync()?;
+            Ok(dir)
+        })
+        .await
+        .unwrap_or_else(|e| Err(ProcessDirError::Binary(std::io::Error::other(e))))
+    }
+
     /// The files for `config`, copying the running binary.
     pub fn new(config: &ProcessDirConfig) -> Result<Self, ProcessDirError> {
         let exe = std::env::current_exe().map_err(ProcessDirError::Binary)?;
@@ -73,14 +103,18 @@ impl ProcessDir {
 
     /// The files for `config`, copying the binary at `exe`.
     pub fn copying(config: &ProcessDirConfig, exe: PathBuf) -> Result<Self, ProcessDirError> {
-        let exe_len = std::fs::metadata(&exe)
-            .map_err(ProcessDirError::Binary)?
-            .len();
+        let (file, exe_len) = fsread::open(&exe, binary_limit(MAX_BINARY_BYTES))
+            .map_err(|e| ProcessDirError::Binary(std::io::Error::other(e)))?;
+        let exe_digest = sha256(file, exe_len).ok_or_else(|| {
+            ProcessDirError::Binary(std::io::Error::other("it changed while read"))
+        })?;
         Ok(Self {
             dir: config.dir.clone(),
             exe,
             exe_len,
+            exe_digest,
             config: render(config),
+            checks: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -89,41 +123,95 @@ impl ProcessDir {
         self.dir.join(CONFIG_NAME)
     }
 
+    /// How many checks ([`ProcessDir::sync`]) have run, for tests: it
+    /// moves with changes in `DIR`, never with reads.
+    pub fn checks(&self) -> Arc<AtomicU64> {
+        self.checks.clone()
+    }
+
     /// Writes whichever file is missing or changed; `Ok(true)` if any was.
     pub fn sync(&self) -> Result<bool, ProcessDirError> {
+        let result = self.sync_files();
+        self.checks.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    fn sync_files(&self) -> Result<bool, ProcessDirError> {
         let mut wrote = false;
         let binary = self.dir.join(BINARY_NAME);
-        if !same_size_executable(&binary, self.exe_len) {
-            let mut source = std::fs::File::open(&self.exe).map_err(ProcessDirError::Binary)?;
-            atomic_file::write_from(&binary, &mut source, 0o755).map_err(|source| {
+        if !self.binary_intact(&binary) {
+            let (source, _) = fsread::open(&self.exe, binary_limit(self.exe_len))
+                .map_err(|e| ProcessDirError::Binary(std::io::Error::other(e)))?;
+            let mut hashing = Hashing::new(source);
+            atomic_file::write_from(&binary, &mut hashing, 0o755).map_err(|source| {
                 ProcessDirError::Write {
                     path: binary.clone(),
                     source,
                 }
             })?;
+            if hashing.ctx.finish().as_ref() != self.exe_digest.as_ref() {
+                // The next check copies it again.
+                return Err(ProcessDirError::Binary(std::io::Error::other(
+                    "the agent's binary on disk changed since it started",
+                )));
+            }
             wrote = true;
         }
         let config = self.config_path();
-        if std::fs::read(&config).ok().as_deref() != Some(self.config.as_bytes()) {
+        // An app sharing the directory may have put anything there (a FIFO,
+        // a huge file): read at most what the agent wrote.
+        let limit = Limit {
+            what: "the credential-process AWS config",
+            max: self.config.len() as u64,
+        };
+        let current = fsread::read(&config, limit).ok();
+        if current.as_deref().map(Vec::as_slice) != Some(self.config.as_bytes()) {
             write(&config, self.config.as_bytes(), 0o644)?;
             wrote = true;
         }
         Ok(wrote)
     }
 
+    /// Returns true if and only if `path` is the agent's copy: a regular
+    /// file (not a symlink), mode 0755, of the binary's size and SHA-256.
+    fn binary_intact(&self, path: &Path) -> bool {
+        use std::os::unix::fs::PermissionsExt as _;
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            return false;
+        };
+        if !meta.is_file()
+            || meta.len() != self.exe_len
+            || meta.permissions().mode() & 0o7777 != 0o755
+        {
+            return false;
+        }
+        match fsread::open(path, binary_limit(self.exe_len)) {
+            Ok((file, len)) if len == self.exe_len => {
+                sha256(file, len).is_some_and(|d| d.as_ref() == self.exe_digest.as_ref())
+            }
+            _ => false,
+        }
+    }
+
     /// Keeps the files in place until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
+        self.run_every(RECHECK, shutdown).await
+    }
+
+    /// [`ProcessDir::run`], checking every `recheck` without events.
+    pub async fn run_every(self, recheck: Duration, shutdown: CancellationToken) {
+        let this = Arc::new(self);
         let kick = Arc::new(Notify::new());
         let rearm = Arc::new(AtomicBool::new(false));
         let mut watch: Option<DirWatch> = None;
         let mut watch_failed_logged = false;
         loop {
             if watch.is_none() || rearm.swap(false, Ordering::AcqRel) {
-                watch = match watch_dir(&self.dir, &kick, &rearm) {
+                watch = match watch_dir(&this.dir, &kick, &rearm) {
                     Ok(w) => Some(w),
                     Err(e) => {
                         if !watch_failed_logged {
-                            warn!(dir = %self.dir.display(), error = %e, "cannot watch the credential-process directory; checking it every {}s", RECHECK.as_secs());
+                            warn!(dir = %this.dir.display(), error = %e, "cannot watch the credential-process directory; checking it every {}s", recheck.as_secs());
                             watch_failed_logged = true;
                         }
                         None
@@ -133,14 +221,21 @@ impl ProcessDir {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = kick.notified() => {}
-                _ = tokio::time::sleep(RECHECK) => {}
+                _ = tokio::time::sleep(recheck) => {}
             }
-            match self.sync() {
-                Ok(true) => {
-                    info!(dir = %self.dir.display(), "credential-process files were missing or changed; written again")
+            let check = this.clone();
+            // A check stuck on a hung filesystem must not hold shutdown.
+            let checked = tokio::select! {
+                checked = tokio::task::spawn_blocking(move || check.sync()) => checked,
+                _ = shutdown.cancelled() => return,
+            };
+            match checked {
+                Ok(Ok(true)) => {
+                    info!(dir = %this.dir.display(), "credential-process files were missing or changed; written again")
                 }
-                Ok(false) => {}
-                Err(e) => warn!(error = %e, "cannot restore the credential-process files"),
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => warn!(error = %e, "cannot restore the credential-process files"),
+                Err(e) => warn!(error = %e, "the credential-process check failed"),
             }
         }
     }
@@ -153,12 +248,42 @@ fn write(path: &Path, data: &[u8], mode: u32) -> Result<(), ProcessDirError> {
     })
 }
 
-/// A cheap check that the copy is still ours (re-reading 7 MB every few
-/// seconds is not): a regular file, this size, executable.
-fn same_size_executable(path: &Path, len: u64) -> bool {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::metadata(path)
-        .is_ok_and(|m| m.is_file() && m.len() == len && m.permissions().mode() & 0o111 == 0o111)
+fn binary_limit(max: u64) -> Limit {
+    Limit {
+        what: "the agent's binary",
+        max,
+    }
+}
+
+/// The SHA-256 of exactly `len` bytes of `reader`; `None` on an error or
+/// if it holds more or fewer.
+fn sha256(reader: impl Read, len: u64) -> Option<Digest> {
+    let mut hashing = Hashing::new(reader.take(len + 1));
+    let n = std::io::copy(&mut hashing, &mut std::io::sink()).ok()?;
+    (n == len).then(|| hashing.ctx.finish())
+}
+
+/// A reader that hashes what passes through it.
+struct Hashing<R> {
+    inner: R,
+    ctx: Context,
+}
+
+impl<R> Hashing<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            ctx: Context::new(&SHA256),
+        }
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.ctx.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// Renders `DIR/aws-config`.
@@ -195,70 +320,4 @@ pub fn render(config: &ProcessDirConfig) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::AddressingStyle;
-
-    fn config(dir: &Path) -> ProcessDirConfig {
-        ProcessDirConfig {
-            dir: dir.to_owned(),
-            url: "http://127.0.0.1:8181/v1/credentials".parse().unwrap(),
-            auth_token_file: "/var/run/credagent/auth-token".into(),
-            region: Some("US-EAST-04A".into()),
-            endpoint_url: Some("http://cwlota.com".parse().unwrap()),
-            addressing_style: Some(AddressingStyle::Virtual),
-        }
-    }
-
-    #[test]
-    fn the_profile_runs_the_copy_against_this_agent() {
-        let text = render(&config(Path::new("/var/run/credagent/bin")));
-        assert_eq!(
-            text.lines().skip(2).collect::<Vec<_>>(),
-            [
-                "[default]",
-                "credential_process = /var/run/credagent/bin/credagent credential-process --url http://127.0.0.1:8181/v1/credentials --auth-token-file /var/run/credagent/auth-token",
-                "region = US-EAST-04A",
-                "endpoint_url = http://cwlota.com/",
-                "s3 =",
-                "    addressing_style = virtual",
-            ]
-        );
-    }
-
-    #[test]
-    fn files_are_written_and_written_again_when_removed_or_edited() {
-        use std::os::unix::fs::PermissionsExt as _;
-        let tmp = tempfile::tempdir().unwrap();
-        let exe = tmp.path().join("the-agent");
-        std::fs::write(&exe, b"\x7fELF not really").unwrap();
-        let out = tmp.path().join("shared");
-        let dir = ProcessDir::copying(&config(&out), exe.clone()).unwrap();
-        assert!(dir.sync().unwrap());
-        let bin = out.join(BINARY_NAME);
-        let meta = std::fs::metadata(&bin).unwrap();
-        assert_eq!(meta.permissions().mode() & 0o777, 0o755);
-        assert_eq!(std::fs::read(&bin).unwrap(), std::fs::read(&exe).unwrap());
-        assert!(!dir.sync().unwrap(), "nothing to do when both are in place");
-        std::fs::remove_file(&bin).unwrap();
-        std::fs::write(dir.config_path(), "[default]\nregion = elsewhere\n").unwrap();
-        assert!(dir.sync().unwrap());
-        assert!(bin.exists());
-        assert!(std::fs::read_to_string(dir.config_path())
-            .unwrap()
-            .contains("credential_process"));
-    }
-
-    #[test]
-    fn an_unwritable_directory_is_a_clear_error() {
-        let tmp = tempfile::tempdir().unwrap();
-        let file = tmp.path().join("not-a-dir");
-        std::fs::write(&file, b"").unwrap();
-        let dir = ProcessDir::copying(&config(&file), file.clone()).unwrap();
-        let e = dir.sync().unwrap_err().to_string();
-        assert!(
-            e.contains("cannot write") && e.contains("--credential-process-dir"),
-            "{e}"
-        );
-    }
-}
+mod tests;

@@ -18,6 +18,13 @@ pub fn warn_if_subpath(path: &Path) {
     }
 }
 
+/// `/proc/self/mountinfo`'s cap: 8 MiB, some 50,000 mounts (a container
+/// sees tens).
+const MOUNTINFO: crate::fsread::Limit = crate::fsread::Limit {
+    what: "the mount table",
+    max: 8 * 1024 * 1024,
+};
+
 /// Returns true if and only if `path` is itself a mount point in this
 /// process's mount namespace: a `subPath` mount that kubelet never rotates.
 pub fn is_subpath_mount(path: &Path) -> bool {
@@ -29,8 +36,8 @@ pub fn is_subpath_mount(path: &Path) -> bool {
             Err(_) => return false,
         }
     };
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .is_ok_and(|info| is_mount_point(&info, &absolute))
+    crate::fsread::read(Path::new("/proc/self/mountinfo"), MOUNTINFO)
+        .is_ok_and(|info| is_mount_point(&String::from_utf8_lossy(&info), &absolute))
 }
 
 /// Returns true if and only if `mountinfo` (the text of

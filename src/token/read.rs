@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
 use tokio::time::sleep;
 
+use crate::fsread::{self, FileError, Limit};
 use crate::jwt::{self, Claims, JwtError, MAX_TOKEN_BYTES};
 use crate::secret::Secret;
 
@@ -87,16 +87,17 @@ pub(super) async fn read_with_retry(path: &Path) -> Result<Secret, ReadError> {
     Err(last)
 }
 
+/// The projected token file's cap: a token over [`MAX_TOKEN_BYTES`] is
+/// refused before a byte of it is read.
+const TOKEN_FILE: Limit = Limit {
+    what: "a projected token",
+    max: MAX_TOKEN_BYTES as u64,
+};
+
 async fn read_once(path: &Path) -> Result<Secret, ReadError> {
-    let file = tokio::fs::File::open(path).await.map_err(io_error)?;
-    let mut buf = zeroize::Zeroizing::new(Vec::with_capacity(2048));
-    file.take(MAX_TOKEN_BYTES as u64 + 1)
-        .read_to_end(&mut buf)
+    let buf = fsread::read_async(path, TOKEN_FILE)
         .await
-        .map_err(io_error)?;
-    if buf.len() > MAX_TOKEN_BYTES {
-        return Err(JwtError::TooLarge(buf.len()).into());
-    }
+        .map_err(file_error)?;
     let text = std::str::from_utf8(&buf).map_err(|_| JwtError::Malformed("not UTF-8"))?;
     // kubelet writes no newline; a hand-made file often ends in one.
     let text = text.trim_end_matches(|c: char| c.is_ascii_whitespace());
@@ -104,10 +105,16 @@ async fn read_once(path: &Path) -> Result<Secret, ReadError> {
     Ok(Secret::new(text))
 }
 
-fn io_error(e: std::io::Error) -> ReadError {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => ReadError::Missing,
-        _ => ReadError::Unreadable(e.kind().to_string()),
+fn file_error(e: FileError) -> ReadError {
+    if let Some(size) = e.too_large() {
+        return JwtError::TooLarge(usize::try_from(size).unwrap_or(usize::MAX)).into();
+    }
+    match e.io_kind() {
+        Some(std::io::ErrorKind::NotFound) => ReadError::Missing,
+        Some(kind) => ReadError::Unreadable(kind.to_string()),
+        // A FIFO, a device, a directory: named, never opened for a
+        // blocking read.
+        None => ReadError::Unreadable(e.reason()),
     }
 }
 

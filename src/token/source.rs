@@ -16,6 +16,7 @@ use super::read::{read_with_retry, Token};
 use crate::clock::SharedClock;
 use crate::dirwatch::watch_parent;
 use crate::jwt;
+use crate::logsafe::Untrusted;
 use crate::metrics::TokenMetrics;
 use crate::secret::Secret;
 
@@ -60,6 +61,18 @@ impl TokenSourceConfig {
 /// Poll interval while the directory cannot be watched.
 const DEGRADED_POLL: Duration = Duration::from_secs(5);
 
+/// When to read again after consecutive failed reads (the last step
+/// repeats). A failure such as `EMFILE` under a descriptor flood, or a
+/// transient `EACCES`, clears within seconds; the next regular poll may be
+/// a minute away, and no inotify event announces the recovery.
+const RETRY_AFTER_FAILURE: [Duration; 5] = [
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+];
+
 /// Starts the token source and returns the channel it publishes to. The
 /// value is `None` until a valid token has been read.
 pub fn spawn(
@@ -75,6 +88,7 @@ pub fn spawn(
         metrics,
         tx,
         failing: None,
+        failures: 0,
         warned_expiring: false,
         warned_expired: false,
     };
@@ -89,6 +103,8 @@ struct Source {
     tx: watch::Sender<Option<Arc<Token>>>,
     /// The class of the last failed read, to log only transitions.
     failing: Option<&'static str>,
+    /// Consecutive failed reads (the retry schedule's step).
+    failures: usize,
     warned_expiring: bool,
     warned_expired: bool,
 }
@@ -120,9 +136,17 @@ impl Source {
                     Err(e) => debug!(error = %e, "still cannot watch the token directory"),
                 }
             }
-            self.reload().await;
+            // A read stuck on a hung filesystem must not hold shutdown.
+            tokio::select! {
+                _ = self.reload() => {}
+                _ = shutdown.cancelled() => break,
+            }
             self.check_expiry();
             let mut interval = self.poll_interval();
+            if let Some(step) = self.failures.checked_sub(1) {
+                let retry = RETRY_AFTER_FAILURE[step.min(RETRY_AFTER_FAILURE.len() - 1)];
+                interval = interval.min(retry);
+            }
             if self.config.watch && dir_watch.is_none() {
                 // Degraded (no inotify, or the directory vanished): poll
                 // more often, and retry the watch each time.
@@ -171,6 +195,7 @@ impl Source {
                 } else {
                     self.publish(raw);
                 }
+                self.failures = 0;
                 if self.failing.take().is_some() {
                     info!(path = %self.config.path.display(), "projected token readable again");
                 }
@@ -190,6 +215,7 @@ impl Source {
                     debug!(reason = e.class(), "projected token still unusable");
                 }
                 self.failing = Some(e.class());
+                self.failures = self.failures.saturating_add(1);
             }
         }
     }
@@ -200,10 +226,13 @@ impl Source {
             return;
         };
         let rotated = self.tx.borrow().is_some();
+        // Unverified claims: escaped and capped (a `sub` may hold a newline
+        // and a forged log line).
+        let aud = claims.aud.join(",");
         info!(
-            iss = claims.iss.as_deref().unwrap_or(""),
-            sub = claims.sub.as_deref().unwrap_or(""),
-            aud = claims.aud.join(","),
+            iss = %Untrusted::new(claims.iss.as_deref().unwrap_or("")),
+            sub = %Untrusted::new(claims.sub.as_deref().unwrap_or("")),
+            aud = %Untrusted::new(&aud),
             exp = claims.exp,
             iat = claims.iat,
             ttl_s = claims.ttl().map(|d| d.as_secs()),

@@ -283,3 +283,69 @@ async fn a_volume_deleted_and_recreated_is_followed() {
     // Seen by the degraded-mode poll (5 s) or a re-established watch.
     s.until_token(&next).await;
 }
+
+/// A failed read (here `EISDIR`; in production `EMFILE` under a descriptor
+/// flood, or a transient `EACCES`) is retried within seconds, not at the
+/// next poll a minute later: nothing else announces the recovery when no
+/// inotify event comes.
+#[tokio::test(start_paused = true)]
+async fn a_failed_read_is_retried_within_seconds_not_at_the_next_poll() {
+    let issuer = rs256_issuer();
+    let good = mint(&issuer, "app", Duration::from_secs(3600));
+    let mut s = Source::start(
+        |c| {
+            c.watch = false;
+            c.poll_interval = Some(Duration::from_secs(60));
+        },
+        Some(&good),
+    );
+    s.until_token(&good).await;
+    let ts = s.volume().join("..broken");
+    std::fs::create_dir_all(ts.join("oidc-token")).unwrap();
+    std::os::unix::fs::symlink("..broken", s.volume().join("..data_tmp")).unwrap();
+    std::fs::rename(s.volume().join("..data_tmp"), s.volume().join("..data")).unwrap();
+    let wait = tokio::time::timeout(Duration::from_secs(120), async {
+        while s.reloads("unreadable") == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    wait.await.expect("the poll reads the broken file");
+    let failed_at = tokio::time::Instant::now();
+    let next = mint(&issuer, "app", Duration::from_secs(3600));
+    kubelet_swap(&s.volume(), &next);
+    s.until_token(&next).await;
+    let after = failed_at.elapsed();
+    assert!(
+        after <= Duration::from_secs(2),
+        "recovered {after:?} after the failure (the poll is 60 s)"
+    );
+    // Failing again and again backs off.
+    std::fs::create_dir_all(s.volume().join("..broken2/oidc-token")).unwrap();
+    std::os::unix::fs::symlink("..broken2", s.volume().join("..data_tmp")).unwrap();
+    std::fs::rename(s.volume().join("..data_tmp"), s.volume().join("..data")).unwrap();
+    let until_failures = |n: u64| {
+        let s = &s;
+        async move {
+            while s.reloads("unreadable") < n {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            tokio::time::Instant::now()
+        }
+    };
+    // (The counter holds the first episode's failure too.) This episode's
+    // first failure comes with the next 60 s poll; the retries after its
+    // second wait 1, 2, 4, 8 and 8 s (each read also retries for 310 ms):
+    // backing off, never past the schedule's last step.
+    let second = until_failures(3).await;
+    let seventh = until_failures(8).await;
+    let took = seventh - second;
+    assert!(
+        took > Duration::from_secs(23) && took < Duration::from_secs(26),
+        "{took:?} from the second failed read to the seventh"
+    );
+    assert_eq!(
+        s.current().as_deref(),
+        Some(next.as_str()),
+        "last good kept"
+    );
+}

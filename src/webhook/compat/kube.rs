@@ -24,8 +24,10 @@ use rustls_pki_types::CertificateDer;
 
 use super::kube_wire::{parse_account, parse_list, AccountState, KubeError, ListPage, WatchStream};
 use crate::config::{OutboundConfig, ProxySettings};
+use crate::fsread::{self, Limit};
 use crate::outbound::{read_body, Direct, Outbound, Route};
 use crate::secret::Secret;
+use crate::token::MAX_TOKEN_BYTES;
 
 /// Where kubelet mounts a Pod's API credentials.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -35,6 +37,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_BODY: usize = 32 * 1024 * 1024;
 /// ServiceAccounts per page of the list.
 const PAGE_SIZE: usize = 500;
+/// The bearer token file's cap: a projected token's.
+const SERVICE_ACCOUNT_TOKEN: Limit = Limit {
+    what: "a ServiceAccount token",
+    max: MAX_TOKEN_BYTES as u64,
+};
 
 /// Where the API server is and how to authenticate to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,9 +109,9 @@ impl KubeConfig {
             .map_err(|e| {
                 KubeError::Config(format!("KUBERNETES_SERVICE_HOST/PORT make no URL: {e}"))
             })?;
-        let namespace = std::fs::read_to_string(dir.join("namespace"))
+        let namespace = fsread::read(&dir.join("namespace"), fsread::SMALL_TEXT)
             .ok()
-            .map(|s| s.trim().to_owned())
+            .and_then(|b| std::str::from_utf8(&b).ok().map(|s| s.trim().to_owned()))
             .filter(|s| !s.is_empty());
         Ok(Self {
             api,
@@ -129,9 +136,8 @@ pub struct KubeClient {
 impl KubeClient {
     /// A client for `config`, trusting its CA file.
     pub fn new(config: &KubeConfig) -> Result<Self, KubeError> {
-        let pem = std::fs::read(&config.ca_file).map_err(|e| {
-            KubeError::Config(format!("cannot read {}: {e}", config.ca_file.display()))
-        })?;
+        let pem = fsread::read(&config.ca_file, fsread::PEM)
+            .map_err(|e| KubeError::Config(e.to_string()))?;
         let roots = CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| {
@@ -225,9 +231,11 @@ impl KubeClient {
     }
 
     async fn get(&self, path: &str) -> Result<http::Response<Incoming>, KubeError> {
-        let token = tokio::fs::read_to_string(&self.token_file)
+        let token = fsread::read_async(&self.token_file, SERVICE_ACCOUNT_TOKEN)
             .await
-            .map_err(|e| KubeError::Token(format!("{}: {e}", self.token_file.display())))?;
+            .map_err(|e| KubeError::Token(e.to_string()))?;
+        let token = std::str::from_utf8(&token)
+            .map_err(|_| KubeError::Token(format!("{}: not UTF-8", self.token_file.display())))?;
         let token = Secret::new(token.trim());
         if token.is_empty() {
             return Err(KubeError::Token(format!(

@@ -29,6 +29,7 @@ use tracing::{debug, info, warn};
 
 use super::kube::KubeClient;
 use super::kube_wire::{AccountState, KubeError, WatchEvent};
+use crate::logsafe::Untrusted;
 use crate::metrics::WebhookMetrics;
 use crate::webhook::mutate::ServiceAccountRef;
 
@@ -151,7 +152,7 @@ impl ServiceAccounts for CachedServiceAccounts {
             {
                 Ok(found) => {
                     lookups.with_label_values(&["api"]).inc();
-                    debug!(namespace = %sa.namespace, service_account = %sa.name, found = found.is_some(), "ServiceAccount read from the API (cache miss)");
+                    debug!(namespace = %Untrusted::new(&sa.namespace), service_account = %Untrusted::new(&sa.name), found = found.is_some(), "ServiceAccount read from the API (cache miss)");
                     Ok(found.map(|a| a.opted_in))
                 }
                 Err(e) => {

@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::cli::InjectArgs;
+use crate::logsafe::Untrusted;
 use crate::metrics::WebhookMetrics;
 use crate::server::{error, internal_error, Answer, Body, Routes};
 use crate::webhook::compat::sa_cache::ServiceAccounts;
@@ -135,7 +136,7 @@ async fn mutate(
 ) -> (Response<Body>, Outcome) {
     // Not a decision: one warning line, never quoting the body.
     let failed = |status: StatusCode, reason, message: String| {
-        warn!(status = status.as_u16(), reason, error = %message, "request not answered with a decision");
+        warn!(status = status.as_u16(), reason, error = %Untrusted::new(&message), "request not answered with a decision");
         (
             json_error(status, &message),
             Outcome {
@@ -275,7 +276,7 @@ async fn decide(
 }
 
 fn lookup_failed(sa: &ServiceAccountRef, why: &str) -> Decision {
-    warn!(namespace = %sa.namespace, service_account = %sa.name, error = %why, "cannot read the Pod's ServiceAccount; admitting it unchanged");
+    warn!(namespace = %Untrusted::new(&sa.namespace), service_account = %Untrusted::new(&sa.name), error = %Untrusted::new(why), "cannot read the Pod's ServiceAccount; admitting it unchanged");
     Decision::Skip {
         reason: SkipReason::NotOptedIn,
         warnings: vec![format!(
@@ -315,20 +316,21 @@ fn log_decision(review: &Review, entry: Entry, decision: &Decision, outcome: &Ou
         Decision::Refuse { message } => (0, message.as_str()),
     };
     let is_pod = review.is_pod_create();
+    // Every string here comes from the request: escaped and capped.
     info!(
-        uid = %review.uid,
+        uid = %Untrusted::new(&review.uid),
         operation = review.operation.as_str(),
-        kind = %review.kind.kind,
-        namespace,
-        pod = if is_pod { pod } else { "" },
+        kind = %Untrusted::new(&review.kind.kind),
+        namespace = %Untrusted::new(namespace),
+        pod = %Untrusted::new(if is_pod { pod } else { "" }),
         generate_name = is_pod && generated,
-        service_account = if is_pod { service_account } else { "" },
+        service_account = %Untrusted::new(if is_pod { service_account } else { "" }),
         entry = entry.as_str(),
         outcome = outcome.outcome,
         reason = outcome.reason,
         dry_run = review.dry_run,
         warnings,
-        message,
+        message = %Untrusted::new(message),
         "admission"
     );
 }

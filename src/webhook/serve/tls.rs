@@ -27,14 +27,13 @@ use tracing::{info, warn};
 
 use super::x509;
 use crate::dirwatch::{watch_parent, DirWatch};
+use crate::fsread::{self, FileError};
 use crate::metrics::WebhookMetrics;
 
 /// How often the files are read even without a notify event.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(10);
 /// How long after an event the files are read (a swap is a burst of events).
 const DEBOUNCE: Duration = Duration::from_millis(50);
-/// Largest certificate or key file read.
-const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 /// The two files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,14 +47,10 @@ pub struct CertFiles {
 /// Why a pair could not be used. Never holds key material.
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
-    /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
+    /// A file could not be read (or is not a regular file within
+    /// [`fsread::PEM`]).
+    #[error(transparent)]
+    Read(FileError),
     /// The certificate file holds no PEM certificate.
     #[error("{0}: no PEM certificate in it")]
     NoCertificate(String),
@@ -205,7 +200,12 @@ pub async fn run_reloader(
                 }
             }
         }
-        match store.reload(&files).await {
+        // A read stuck on a hung filesystem must not hold shutdown.
+        let reloaded = tokio::select! {
+            reloaded = store.reload(&files) => reloaded,
+            _ = shutdown.cancelled() => break,
+        };
+        match reloaded {
             Ok(_) => {}
             Err(e) if store.loaded() => {
                 warn!(error = %e, "serving certificate not reloaded; the previous one stays in service")
@@ -259,18 +259,9 @@ async fn read_pair(
 }
 
 async fn read(path: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>, CertError> {
-    use tokio::io::AsyncReadExt as _;
-    let err = |source| CertError::Read {
-        path: path.display().to_string(),
-        source,
-    };
-    let file = tokio::fs::File::open(path).await.map_err(err)?;
-    let mut buf = Vec::new();
-    file.take(MAX_FILE_BYTES)
-        .read_to_end(&mut buf)
+    fsread::read_async(path, fsread::PEM)
         .await
-        .map_err(err)?;
-    Ok(zeroize::Zeroizing::new(buf))
+        .map_err(CertError::Read)
 }
 
 fn format_time(unix: i64) -> String {
@@ -305,7 +296,7 @@ mod tests {
         let store = CertStore::new(metrics.clone());
         assert!(matches!(
             store.reload(&files).await,
-            Err(CertError::Read { .. })
+            Err(CertError::Read(_))
         ));
         assert!(!store.loaded());
 
