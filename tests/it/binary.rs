@@ -281,12 +281,7 @@ async fn a_full_run_leaks_no_secret_and_stops_cleanly_on_sigterm() {
     seen.push_str(&metrics);
 
     // SIGTERM: drain, exit 0.
-    let pid = child.id().unwrap().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    assert!(crate::support::sigterm(child.id().unwrap()));
     let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
         .await
         .expect("exits within the drain grace")
@@ -514,9 +509,12 @@ fn check_config_validates_and_exits() {
 /// newcomer has: curl, boto3 and the AWS CLI v1 as pip installs them.
 #[tokio::test]
 async fn the_demos_printed_commands_work() {
+    use crate::tools::{self, require};
     use tokio::io::{AsyncBufReadExt, BufReader};
-    let python = crate::support::python();
+    let python = require!(tools::python());
+    let curl_bin = require!(tools::curl());
     let venv_bin = python.parent().expect("venv bin").to_owned();
+    let curl_dir = curl_bin.parent().expect("curl's directory").to_owned();
     let dir = tempfile::tempdir().unwrap();
     let mut demo = tokio::process::Command::new(BIN)
         .args([
@@ -567,7 +565,14 @@ async fn the_demos_printed_commands_work() {
     let out = tokio::process::Command::new("bash")
         .args(["-euo", "pipefail", "-c", &script])
         .env_clear()
-        .env("PATH", format!("{}:/usr/bin:/bin", venv_bin.display()))
+        .env(
+            "PATH",
+            format!(
+                "{}:{}:/usr/bin:/bin",
+                venv_bin.display(),
+                curl_dir.display()
+            ),
+        )
         .env("HOME", dir.path())
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()

@@ -20,6 +20,7 @@ mod server;
 mod support;
 mod surfaces;
 mod tinyproxy;
+mod tools;
 mod upstream;
 mod webhook;
 mod webhook_compat;

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use crate::support::{metric, mint, scrape, Rig, RigOptions, ACCESS_KEY_ID};
 use crate::tinyproxy::{ProxyOptions, Tinyproxy, STANDIN_HOST};
+use crate::tools::{self, require};
 
 /// Proxy settings from these environment variables (injected, never set).
 fn from_env(vars: &[(&str, &str)]) -> ProxySettings {
@@ -95,6 +96,7 @@ async fn within<F: FnMut() -> bool>(secs: u64, what: &str, mut cond: F) -> Insta
 
 #[tokio::test]
 async fn the_sidecar_reaches_the_upstream_only_through_the_proxy() {
+    require!(tools::tinyproxy());
     let proxy = Tinyproxy::start(ProxyOptions::default()).await;
     let rig = rig(from_env(&[("HTTPS_PROXY", &proxy.url())])).await;
     servable(&rig).await;
@@ -120,6 +122,7 @@ async fn the_sidecar_reaches_the_upstream_only_through_the_proxy() {
 
 #[tokio::test]
 async fn no_proxy_sends_the_same_url_direct() {
+    require!(tools::tinyproxy());
     let proxy = Tinyproxy::start(ProxyOptions::default()).await;
     let rig = rig(ProxySettings::none()).await;
     for no_proxy in [
@@ -151,6 +154,7 @@ async fn no_proxy_sends_the_same_url_direct() {
 
 #[tokio::test]
 async fn a_proxy_that_wants_credentials_is_retried_with_backoff() {
+    require!(tools::tinyproxy());
     let open = Tinyproxy::start(ProxyOptions::default()).await;
     let rig = rig(from_env(&[("HTTPS_PROXY", &open.url())])).await;
     servable(&rig).await;
@@ -209,6 +213,7 @@ async fn a_proxy_that_wants_credentials_is_retried_with_backoff() {
 
 #[tokio::test]
 async fn a_proxy_that_is_down_is_retried_until_it_is_back() {
+    require!(tools::tinyproxy());
     let proxy = Tinyproxy::start(ProxyOptions::default()).await;
     let rig = rig(from_env(&[("HTTPS_PROXY", &proxy.url())])).await;
     servable(&rig).await;
@@ -251,6 +256,7 @@ async fn a_proxy_that_is_down_is_retried_until_it_is_back() {
 
 #[tokio::test]
 async fn a_proxy_that_forbids_the_port_answers_403() {
+    require!(tools::tinyproxy());
     // tinyproxy refuses CONNECT to ports not listed in ConnectPort.
     let proxy = Tinyproxy::start(ProxyOptions {
         connect_ports: vec![443],

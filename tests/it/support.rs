@@ -15,6 +15,8 @@ use credagent_testkit::{Issuer, StandIn, StandInConfig, TokenSpec};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::tools;
+
 /// The test kit's PKI and HTTP client.
 pub use credagent_testkit::testing::{request, test_pki, test_pki_for, TestResponse};
 
@@ -80,19 +82,6 @@ fn rand_suffix() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
-}
-
-/// The test kit's `credagent-standin` binary, beside this crate's binary:
-/// scripts/test.sh builds it before `cargo test` (which builds only this
-/// package's binaries for its integration tests).
-pub fn standin_bin() -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_credagent")).with_file_name("credagent-standin");
-    assert!(
-        bin.exists(),
-        "{} is missing: `cargo build -p credagent-testkit --bin credagent-standin` first (scripts/test.sh does)",
-        bin.display()
-    );
-    bin
 }
 
 /// The node configuration `credagent node FLAGS` builds.
@@ -335,47 +324,12 @@ pub fn scrape(sidecar: &Sidecar) -> String {
     String::from_utf8(sidecar.metrics.encode()).expect("utf-8 metrics")
 }
 
-/// The Python with botocore: `CREDAGENT_TEST_PYTHON` (the test script sets
-/// it up), or a venv created under `target/test-venv` on first use.
-pub fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("CREDAGENT_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = CREATING.lock().unwrap_or_else(|e| e.into_inner());
-    // The workspace's target directory, where scripts/test.sh makes it too.
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let venv = root.join("target/test-venv");
-    let py = venv.join("bin/python");
-    let ready = venv.join(".installed");
-    let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/requirements.txt");
-    let wanted = std::fs::read(&requirements).expect("requirements.txt");
-    if std::fs::read(&ready).ok() != Some(wanted.clone()) {
-        let _ = std::fs::remove_dir_all(&venv);
-        let ok = std::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 -m venv")
-            .success();
-        assert!(ok, "cannot create a venv");
-        let ok = std::process::Command::new(&py)
-            .args(["-m", "pip", "install", "-q", "-r"])
-            .arg(&requirements)
-            .status()
-            .expect("pip")
-            .success();
-        assert!(ok, "pip install failed");
-        std::fs::write(&ready, wanted).unwrap();
-    }
-    py
-}
-
-/// Runs `script` with botocore, in an environment holding only `env`
-/// (plus PATH and a HOME/config isolated in `home`), and parses the one
-/// JSON line it prints.
+/// Runs `script` with botocore ([`tools::python`]: the test requires it
+/// first), in an environment holding only `env` (plus PATH and a
+/// HOME/config isolated in `home`), and parses the one JSON line it prints.
 pub async fn botocore_json(script: &str, home: &Path, env: &[(&str, String)]) -> serde_json::Value {
-    let mut cmd = tokio::process::Command::new(python());
+    let python = tools::python().unwrap_or_else(|missing| panic!("{missing}"));
+    let mut cmd = tokio::process::Command::new(python);
     cmd.arg("-c")
         .arg(script)
         .env_clear()
@@ -423,4 +377,14 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Sends SIGTERM to `pid` with the shell's own `kill` (sh is always there;
+/// procps's `kill` may not be). Returns whether it was delivered.
+pub fn sigterm(pid: u32) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", r#"kill -TERM "$1""#, "sh"])
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|s| s.success())
 }

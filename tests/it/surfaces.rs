@@ -9,6 +9,7 @@ use credagent::config::ImdsConfig;
 use crate::support::{
     botocore_json, request, until, Rig, RigOptions, ACCESS_KEY_ID, SECRET_ACCESS_KEY,
 };
+use crate::tools::{self, require};
 
 const PRINT_CREDENTIALS: &str = r#"
 import json, botocore.session
@@ -173,6 +174,7 @@ async fn imds_v1_only_when_allowed() {
 
 #[tokio::test]
 async fn botocore_instance_metadata_provider() {
+    require!(tools::python());
     let rig = Rig::start(imds_options(false)).await;
     rig.sidecar.store.wait_servable().await;
     let endpoint = format!("http://{}/", rig.sidecar.imds_addr.unwrap());
@@ -190,6 +192,7 @@ async fn botocore_instance_metadata_provider() {
 
 #[tokio::test]
 async fn botocore_credential_process_profile() {
+    require!(tools::python());
     let rig = Rig::start(RigOptions::default()).await;
     rig.sidecar.store.wait_servable().await;
     let config = rig.dir.path().join("aws-config");
@@ -270,6 +273,7 @@ async fn botocore_credential_process_profile() {
 
 #[tokio::test]
 async fn botocore_shared_file_provider_follows_refreshes() {
+    require!(tools::python());
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("aws/credentials");
     let rig = Rig::start(RigOptions {
@@ -323,6 +327,7 @@ async fn botocore_shared_file_provider_follows_refreshes() {
 /// when removed.
 #[tokio::test]
 async fn credential_process_dir_serves_a_profile_only_client() {
+    require!(tools::python());
     use credagent_testkit::StandIn;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let issuer = crate::support::rs256_issuer();
