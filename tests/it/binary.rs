@@ -186,7 +186,9 @@ async fn a_full_run_leaks_no_secret_and_stops_cleanly_on_sigterm() {
     let shutdown = CancellationToken::new();
     let standin = StandIn::start(
         TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        crate::support::standin_config(&issuer, Duration::from_secs(8), SESSION),
+        // 4 s: refreshed after 1 s, the least the agent waits (it is a real
+        // process, in real time).
+        crate::support::standin_config(&issuer, Duration::from_secs(4), SESSION),
         None,
         shutdown.clone(),
     )
@@ -338,7 +340,9 @@ async fn the_demo_runs_refreshes_and_exits_cleanly() {
             "--rotate-every",
             "1s",
             "--duration",
-            "4s",
+            // Two refresh periods: the least that shows a refresh and a
+            // rotation (the demo is a real process, in real time).
+            "2s",
         ])
         .output()
         .await
@@ -366,7 +370,7 @@ async fn the_demo_runs_refreshes_and_exits_cleanly() {
         "{stdout}"
     );
     assert!(stderr.contains("access key issued"), "{stderr}");
-    // 4 s credentials refresh every second or so: several exchanges in 4 s.
+    // 4 s credentials refresh every second or so: several exchanges in 2 s.
     let exchanges: u64 = stdout
         .lines()
         .find_map(|l| l.strip_prefix("credagent demo stopped; "))

@@ -10,6 +10,7 @@ mod node;
 mod node_cache;
 mod node_verify;
 mod ops;
+mod paused;
 mod post;
 mod process;
 mod proxy;

@@ -4,10 +4,12 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use credagent::config::RefreshPolicy;
 use credagent::config::{ProxySettings, SidecarConfig, UpstreamConfig};
+use credagent::exchange::HttpExchanger;
 use credagent::sidecar::{Options, Sidecar};
 use credagent::token::TokenSourceConfig;
 use credagent_testkit::kubelet;
@@ -15,6 +17,7 @@ use credagent_testkit::{Issuer, StandIn, StandInConfig, TokenSpec};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::paused::{off_clock, OffClock};
 use crate::tools;
 
 /// The test kit's PKI and HTTP client.
@@ -116,6 +119,12 @@ pub struct RigOptions {
     /// Use the POST exchange asking for this (`--key-lifetime`,
     /// `--key-attribute`). Default: the GET exchange.
     pub key: Option<credagent::config::KeyRequest>,
+    /// The upstream timeout (of one exchange). Default: 5 s.
+    pub upstream_timeout: Duration,
+    /// The test runs on a paused clock: the sidecar's exchanges (its own
+    /// HTTP client, built from the same settings) run off it, through
+    /// [`OffClock`]. Default: false.
+    pub paused: bool,
 }
 
 impl Default for RigOptions {
@@ -132,6 +141,8 @@ impl Default for RigOptions {
             upstream_host: None,
             proxy: ProxySettings::none(),
             key: None,
+            upstream_timeout: Duration::from_secs(5),
+            paused: false,
         }
     }
 }
@@ -209,7 +220,7 @@ impl Rig {
             upstream: UpstreamConfig {
                 url: exchange_url,
                 connect_timeout: Duration::from_secs(2),
-                timeout: Duration::from_secs(5),
+                timeout: opts.upstream_timeout,
                 extra_roots,
                 proxy: opts.proxy.clone(),
                 method,
@@ -226,10 +237,15 @@ impl Rig {
         let mut token = TokenSourceConfig::new(config.token_file.clone());
         token.missing_interval = Duration::from_millis(50);
         token.poll_interval = opts.token_poll;
+        let exchange = opts.paused.then(|| {
+            let client = HttpExchanger::new(&config.upstream).expect("upstream client");
+            Arc::new(OffClock(Arc::new(client))) as Arc<dyn credagent::exchange::Exchange>
+        });
         let sidecar = Sidecar::start(
             &config,
             Options {
                 token: Some(token),
+                exchange,
                 ..Options::default()
             },
             shutdown.clone(),
@@ -256,17 +272,9 @@ impl Rig {
 
     /// GET `path` on the credentials listener with `auth` (None: no header).
     pub async fn get(&self, path: &str, auth: Option<&str>) -> TestResponse {
-        let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
-        request(
-            self.sidecar.credentials_addr,
-            None,
-            "GET",
-            path,
-            &headers,
-            "",
-        )
-        .await
-        .expect("credentials listener answers")
+        get(self.sidecar.credentials_addr, path, auth)
+            .await
+            .expect("credentials listener answers")
     }
 
     /// GET the credentials with the right auth token.
@@ -277,7 +285,7 @@ impl Rig {
 
     /// GET `path` on the admin listener.
     pub async fn admin(&self, path: &str) -> TestResponse {
-        request(self.sidecar.admin_addr, None, "GET", path, &[], "")
+        get(self.sidecar.admin_addr, path, None)
             .await
             .expect("admin listener answers")
     }
@@ -293,6 +301,25 @@ impl Rig {
         self.shutdown.cancel();
         self.sidecar.wait().await;
     }
+}
+
+/// GET `path` on `addr` with `auth` as the `Authorization` value, over a
+/// fresh connection, [`off_clock`] (so it is safe on a paused clock).
+pub async fn get(
+    addr: std::net::SocketAddr,
+    path: &str,
+    auth: Option<&str>,
+) -> Result<TestResponse, String> {
+    let (path, auth) = (path.to_owned(), auth.map(str::to_owned));
+    off_clock(async move {
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| ("authorization", a))
+            .into_iter()
+            .collect();
+        request(addr, None, "GET", &path, &headers, "").await
+    })
+    .await
 }
 
 /// The value of one sample line of the Prometheus text format, e.g.
@@ -327,6 +354,8 @@ pub fn scrape(sidecar: &Sidecar) -> String {
 /// Runs `script` with botocore ([`tools::python`]: the test requires it
 /// first), in an environment holding only `env` (plus PATH and a
 /// HOME/config isolated in `home`), and parses the one JSON line it prints.
+/// Off the test's clock ([`off_clock`]): a paused clock stands still while
+/// Python runs.
 pub async fn botocore_json(script: &str, home: &Path, env: &[(&str, String)]) -> serde_json::Value {
     let python = tools::python().unwrap_or_else(|missing| panic!("{missing}"));
     let mut cmd = tokio::process::Command::new(python);
@@ -340,7 +369,9 @@ pub async fn botocore_json(script: &str, home: &Path, env: &[(&str, String)]) ->
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().await.expect("run python");
+    let out = off_clock(async move { cmd.output().await })
+        .await
+        .expect("run python");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

@@ -6,6 +6,7 @@ use std::time::Duration;
 use credagent::config::FileSinkConfig;
 use credagent::config::ImdsConfig;
 
+use crate::paused::off_clock;
 use crate::support::{
     botocore_json, request, until, Rig, RigOptions, ACCESS_KEY_ID, SECRET_ACCESS_KEY,
 };
@@ -31,27 +32,26 @@ fn imds_options(allow_v1: bool) -> RigOptions {
     }
 }
 
-#[tokio::test]
+/// On a paused clock (the session tokens' TTL is on it), requests off it.
+#[tokio::test(start_paused = true)]
 async fn imds_v2_protocol() {
-    let rig = Rig::start(imds_options(false)).await;
+    let rig = Rig::start(RigOptions {
+        paused: true,
+        ..imds_options(false)
+    })
+    .await;
     rig.sidecar.store.wait_servable().await;
     let addr = rig.sidecar.imds_addr.expect("imds listener");
-    let get = |path: &'static str, headers: Vec<(&'static str, String)>| async move {
-        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        request(
-            addr,
-            None,
-            if path == "/latest/api/token" {
+    let get = |path: &'static str, headers: Vec<(&'static str, String)>| {
+        off_clock(async move {
+            let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let method = if path == "/latest/api/token" {
                 "PUT"
             } else {
                 "GET"
-            },
-            path,
-            &h,
-            "",
-        )
-        .await
-        .unwrap()
+            };
+            request(addr, None, method, path, &h, "").await.unwrap()
+        })
     };
     // No TTL header, a zero TTL or one over 6 h: 400.
     for ttl in [None, Some("0"), Some("21601"), Some("x")] {
@@ -271,12 +271,15 @@ async fn botocore_credential_process_profile() {
     rig.stop().await;
 }
 
-#[tokio::test]
+/// On a paused clock: the refresh after 1 s takes no time; botocore runs
+/// off that clock.
+#[tokio::test(start_paused = true)]
 async fn botocore_shared_file_provider_follows_refreshes() {
     require!(tools::python());
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("aws/credentials");
     let rig = Rig::start(RigOptions {
+        paused: true,
         lifetime: Duration::from_secs(4),
         credentials_file: Some(FileSinkConfig {
             path: file.clone(),

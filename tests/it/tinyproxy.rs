@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
+use crate::paused::off_clock;
 use crate::tools;
 
 /// A name only the proxy can resolve (to 127.0.0.1).
@@ -81,8 +82,13 @@ fn free_port() -> u16 {
 
 impl Tinyproxy {
     /// Starts a proxy and waits until it accepts connections. The test
-    /// requires [`tools::tinyproxy`] first.
+    /// requires [`tools::tinyproxy`] first. Both run [`off_clock`]: the
+    /// proxy is a real process, whose start a paused clock must not race.
     pub async fn start(opts: ProxyOptions) -> Self {
+        off_clock(Self::launch(opts)).await
+    }
+
+    async fn launch(opts: ProxyOptions) -> Self {
         let bin = tools::tinyproxy().unwrap_or_else(|missing| panic!("{missing}"));
         let dir = tempfile::tempdir().expect("tempdir");
         let port = opts.port.unwrap_or_else(free_port);
@@ -167,9 +173,18 @@ impl Tinyproxy {
     }
 
     /// Stops it; returns its port (free again) for a restart.
-    pub async fn stop(mut self) -> u16 {
-        let _ = self.child.kill().await;
-        let _ = self.child.wait().await;
-        self.port
+    pub async fn stop(self) -> u16 {
+        let Self {
+            mut child,
+            port,
+            dir,
+        } = self;
+        off_clock(async move {
+            let _ = child.kill().await;
+            let _ = child.wait().await;
+            drop(dir);
+        })
+        .await;
+        port
     }
 }
