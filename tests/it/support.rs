@@ -1,5 +1,11 @@
 //! Shared test fixtures: a stand-in upstream that verifies RS256 tokens, a
 //! kubelet-style token volume, and an in-process sidecar wired to both.
+//!
+//! The environment the tests read, all set by scripts/test.sh (`tools.rs`
+//! has the details): `CREDAGENT_TEST_PYTHON`, `_TINYPROXY`, `_IP`,
+//! `_UNSHARE`, `_CURL` name the programs some tests run (unset: looked for,
+//! never installed; missing: the test is skipped, saying why), and
+//! `CREDAGENT_TEST_REQUIRE_ALL=1` turns every such skip into a failure.
 
 #![allow(dead_code)]
 
