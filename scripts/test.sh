@@ -22,7 +22,26 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
   rustup component add rustfmt clippy
 fi
 
-step "python venv for the botocore client tests"
+step "tools the Rust tests run: tinyproxy, ip, unshare, curl, a venv with botocore"
+# The tests install nothing (tests/it/tools.rs): this step does, and hands
+# each tool's path over in CREDAGENT_TEST_<TOOL>. Run by a plain `cargo
+# test`, a test whose tool or privilege (root, for namespaces) is missing is
+# skipped, saying why; CREDAGENT_TEST_REQUIRE_ALL=1 makes that a failure, so
+# that here every test runs.
+tool_path() { PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" command -v "$1" || true; }
+packages=()
+for tool in tinyproxy:tinyproxy ip:iproute2 unshare:util-linux curl:curl; do
+  [ -n "$(tool_path "${tool%%:*}")" ] || packages+=("${tool#*:}")
+done
+if [ ${#packages[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}"
+fi
+for tool in tinyproxy ip unshare curl; do
+  path=$(tool_path "$tool")
+  [ -n "$path" ] || { echo "$tool is missing and could not be installed" >&2; exit 1; }
+  export "CREDAGENT_TEST_${tool^^}=$path"
+done
 VENV=target/test-venv
 REQ=tests/requirements.txt
 if [ ! -f "$VENV/.installed" ] || ! cmp -s "$REQ" "$VENV/.installed"; then
@@ -35,6 +54,7 @@ if [ ! -f "$VENV/.installed" ] || ! cmp -s "$REQ" "$VENV/.installed"; then
   cp "$REQ" "$VENV/.installed"
 fi
 export CREDAGENT_TEST_PYTHON="$PWD/$VENV/bin/python"
+export CREDAGENT_TEST_REQUIRE_ALL=1
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -40,6 +40,9 @@ pub struct TokenSourceConfig {
     pub poll_interval: Option<Duration>,
     /// Poll interval while there is no valid token yet.
     pub missing_interval: Duration,
+    /// Longest poll interval while the directory cannot be watched (no
+    /// inotify, or the directory vanished); the watch is retried each time.
+    pub degraded_interval: Duration,
     /// Use inotify (notify); false means poll only.
     pub watch: bool,
 }
@@ -53,12 +56,13 @@ impl TokenSourceConfig {
             max_debounce: Duration::from_secs(2),
             poll_interval: None,
             missing_interval: Duration::from_secs(1),
+            degraded_interval: DEGRADED_POLL,
             watch: true,
         }
     }
 }
 
-/// Poll interval while the directory cannot be watched.
+/// Poll interval while the directory cannot be watched (default).
 const DEGRADED_POLL: Duration = Duration::from_secs(5);
 
 /// When to read again after consecutive failed reads (the last step
@@ -150,7 +154,7 @@ impl Source {
             if self.config.watch && dir_watch.is_none() {
                 // Degraded (no inotify, or the directory vanished): poll
                 // more often, and retry the watch each time.
-                interval = interval.min(DEGRADED_POLL);
+                interval = interval.min(self.config.degraded_interval);
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,

@@ -5,7 +5,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{Rig, RigOptions};
+use credagent::server::HEADER_READ_TIMEOUT;
+
+use crate::paused::off_clock;
+use crate::support::{metric, scrape, until, Rig, RigOptions};
 
 /// Writes `request` and reads until the server closes or `limit` passes.
 async fn exchange_raw(rig: &Rig, request: &[u8]) -> String {
@@ -37,20 +40,38 @@ async fn oversized_headers_get_431() {
     rig.stop().await;
 }
 
-#[tokio::test]
+/// On a paused clock: the server's header read timeout passes in no time;
+/// the client's I/O runs off that clock (see `paused.rs`).
+#[tokio::test(start_paused = true)]
 async fn a_slowloris_connection_is_closed() {
-    let rig = Rig::start(RigOptions::default()).await;
-    let mut stream = TcpStream::connect(rig.sidecar.credentials_addr)
-        .await
-        .unwrap();
-    stream
-        .write_all(b"GET /v1/credentials HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .unwrap();
-    // Never finish the headers: the server must hang up by itself (its
-    // header read timeout is 5 s; 15 s bounds the test, not the server).
-    let mut buf = Vec::new();
-    let closed = tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut buf)).await;
+    let rig = Rig::start(RigOptions {
+        paused: true,
+        ..RigOptions::default()
+    })
+    .await;
+    let addr = rig.sidecar.credentials_addr;
+    let mut stream = off_clock(async move {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /v1/credentials HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        stream
+    })
+    .await;
+    until("the server holds the connection", || {
+        metric(&scrape(&rig.sidecar), "credagent_open_connections").unwrap_or(0.0) >= 1.0
+    })
+    .await;
+    // Never finish the headers: the server must hang up by itself, once its
+    // header read timeout has passed on the paused clock. The clock stands
+    // still while the test reads: 15 s bound the test, not the server.
+    tokio::time::sleep(HEADER_READ_TIMEOUT + Duration::from_secs(1)).await;
+    let closed = off_clock(async move {
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut buf)).await
+    })
+    .await;
     assert!(
         closed.is_ok(),
         "the server kept a header-less connection open"
@@ -146,5 +167,7 @@ async fn the_connection_cap_holds_extra_clients_back() {
         .unwrap()
         .unwrap();
     assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 404"));
+    // Hang up the other one too: the stop would wait its drain grace for it.
+    drop(held);
     rig.stop().await;
 }

@@ -186,7 +186,9 @@ async fn a_full_run_leaks_no_secret_and_stops_cleanly_on_sigterm() {
     let shutdown = CancellationToken::new();
     let standin = StandIn::start(
         TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        crate::support::standin_config(&issuer, Duration::from_secs(8), SESSION),
+        // 4 s: refreshed after 1 s, the least the agent waits (it is a real
+        // process, in real time).
+        crate::support::standin_config(&issuer, Duration::from_secs(4), SESSION),
         None,
         shutdown.clone(),
     )
@@ -281,12 +283,7 @@ async fn a_full_run_leaks_no_secret_and_stops_cleanly_on_sigterm() {
     seen.push_str(&metrics);
 
     // SIGTERM: drain, exit 0.
-    let pid = child.id().unwrap().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    assert!(crate::support::sigterm(child.id().unwrap()));
     let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
         .await
         .expect("exits within the drain grace")
@@ -343,7 +340,9 @@ async fn the_demo_runs_refreshes_and_exits_cleanly() {
             "--rotate-every",
             "1s",
             "--duration",
-            "4s",
+            // Two refresh periods: the least that shows a refresh and a
+            // rotation (the demo is a real process, in real time).
+            "2s",
         ])
         .output()
         .await
@@ -371,7 +370,7 @@ async fn the_demo_runs_refreshes_and_exits_cleanly() {
         "{stdout}"
     );
     assert!(stderr.contains("access key issued"), "{stderr}");
-    // 4 s credentials refresh every second or so: several exchanges in 4 s.
+    // 4 s credentials refresh every second or so: several exchanges in 2 s.
     let exchanges: u64 = stdout
         .lines()
         .find_map(|l| l.strip_prefix("credagent demo stopped; "))
@@ -514,9 +513,12 @@ fn check_config_validates_and_exits() {
 /// newcomer has: curl, boto3 and the AWS CLI v1 as pip installs them.
 #[tokio::test]
 async fn the_demos_printed_commands_work() {
+    use crate::tools::{self, require};
     use tokio::io::{AsyncBufReadExt, BufReader};
-    let python = crate::support::python();
+    let python = require!(tools::python());
+    let curl_bin = require!(tools::curl());
     let venv_bin = python.parent().expect("venv bin").to_owned();
+    let curl_dir = curl_bin.parent().expect("curl's directory").to_owned();
     let dir = tempfile::tempdir().unwrap();
     let mut demo = tokio::process::Command::new(BIN)
         .args([
@@ -567,7 +569,14 @@ async fn the_demos_printed_commands_work() {
     let out = tokio::process::Command::new("bash")
         .args(["-euo", "pipefail", "-c", &script])
         .env_clear()
-        .env("PATH", format!("{}:/usr/bin:/bin", venv_bin.display()))
+        .env(
+            "PATH",
+            format!(
+                "{}:{}:/usr/bin:/bin",
+                venv_bin.display(),
+                curl_dir.display()
+            ),
+        )
         .env("HOME", dir.path())
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()

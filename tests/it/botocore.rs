@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use crate::support::{python, Rig, RigOptions, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
+use crate::support::{Rig, RigOptions, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
+use crate::tools::{self, require};
 
 const SCRIPT: &str = r#"
 import json, sys, botocore.session
@@ -18,8 +19,8 @@ except CredentialRetrievalError as e:
     print(json.dumps({"error": type(e).__name__, "message": str(e)}))
 "#;
 
-async fn botocore(rig: &Rig, token_file: &Path) -> serde_json::Value {
-    let out = tokio::process::Command::new(python())
+async fn botocore(rig: &Rig, python: &Path, token_file: &Path) -> serde_json::Value {
+    let out = tokio::process::Command::new(python)
         .arg("-c")
         .arg(SCRIPT)
         .arg(SECRET_ACCESS_KEY)
@@ -48,9 +49,10 @@ async fn botocore(rig: &Rig, token_file: &Path) -> serde_json::Value {
 
 #[tokio::test]
 async fn botocore_container_provider_gets_the_credentials() {
+    let python = require!(tools::python());
     let rig = Rig::start(RigOptions::default()).await;
     rig.sidecar.store.wait_servable().await;
-    let v = botocore(&rig, &rig.auth_file).await;
+    let v = botocore(&rig, &python, &rig.auth_file).await;
     assert_eq!(v["method"], "container-role", "{v}");
     assert_eq!(v["access_key"], ACCESS_KEY_ID);
     assert_eq!(v["secret_ok"], true);
@@ -59,7 +61,7 @@ async fn botocore_container_provider_gets_the_credentials() {
     // A wrong auth token is a credential error the user can read, not a hang.
     let wrong = rig.dir.path().join("wrong-token");
     std::fs::write(&wrong, "not-the-token").unwrap();
-    let v = botocore(&rig, &wrong).await;
+    let v = botocore(&rig, &python, &wrong).await;
     assert_eq!(v["error"], "CredentialRetrievalError", "{v}");
     assert!(v["message"].as_str().unwrap().contains("401"), "{v}");
     rig.stop().await;

@@ -1,30 +1,45 @@
 //! Upstream faults against a running sidecar: whatever the upstream does,
 //! the last good credentials keep being served while valid, the failure is
 //! counted by class, and the request path never waits on the upstream.
+//!
+//! The sidecar's schedule runs on a paused clock, so its refresh after 6 s
+//! and its retries take no time; its exchanges and the test's requests are
+//! real, off that clock (see `paused.rs`).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use credagent_testkit::Fault;
 
-use crate::support::{metric, scrape, Rig, RigOptions};
+use crate::paused::OffClock;
+use crate::support::{get, metric, scrape, Rig, RigOptions};
 
-/// Credentials that live 24 s: refreshed after ~6 s, served until 18 s.
+/// Credentials that live 24 s (of the paused clock): refreshed after ~6 s,
+/// served until 18 s.
 fn short_lived() -> RigOptions {
     RigOptions {
         lifetime: Duration::from_secs(24),
+        paused: true,
         ..RigOptions::default()
     }
 }
 
 async fn keeps_serving_through(fault: Fault, class: &str) {
-    let rig = Rig::start(short_lived()).await;
+    keeps_serving_through_with(short_lived(), fault, class).await;
+}
+
+async fn keeps_serving_through_with(options: RigOptions, fault: Fault, class: &str) {
+    let rig = Rig::start(options).await;
     rig.sidecar.store.wait_servable().await;
     let before = rig.credentials().await;
     assert_eq!(before.status, 200);
+    let series = format!(r#"credagent_refreshes_total{{result="{class}"}}"#);
+    let failures = || metric(&scrape(&rig.sidecar), &series).unwrap_or(0.0);
+    let (calls, failed_before) = (rig.standin.calls(), failures());
     rig.standin.set_sticky_fault(Some(fault.clone()));
     // The next scheduled refresh reaches the faulty upstream...
-    rig.standin.wait_for_calls(2).await;
+    rig.standin.wait_for_calls(calls + 1).await;
     // ...and while it is in flight (or after it failed) the endpoint still
     // answers at once, from memory, with the same credentials.
     let during = rig.credentials().await;
@@ -33,11 +48,7 @@ async fn keeps_serving_through(fault: Fault, class: &str) {
         during.body, before.body,
         "{fault:?}: the last good credentials"
     );
-    let series = format!(r#"credagent_refreshes_total{{result="{class}"}}"#);
-    crate::support::until(&format!("a {class} refresh"), || {
-        metric(&scrape(&rig.sidecar), &series).unwrap_or(0.0) >= 1.0
-    })
-    .await;
+    crate::support::until(&format!("a {class} refresh"), || failures() > failed_before).await;
     let after = rig.credentials().await;
     assert_eq!(
         (after.status, &after.body),
@@ -48,12 +59,12 @@ async fn keeps_serving_through(fault: Fault, class: &str) {
     rig.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_run_of_500s() {
     keeps_serving_through(Fault::Status(500), "upstream_error").await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn throttling() {
     keeps_serving_through(
         Fault::Throttle {
@@ -64,17 +75,24 @@ async fn throttling() {
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_hang_past_the_timeout() {
-    keeps_serving_through(Fault::Hang, "timeout").await;
+    // The exchange runs off the paused clock, so its timeout is real time:
+    // 1 s, not the Rig's 5 s, is as short as a loaded machine allows for the
+    // first (good) exchange, which must not time out.
+    let options = RigOptions {
+        upstream_timeout: Duration::from_secs(1),
+        ..short_lived()
+    };
+    keeps_serving_through_with(options, Fault::Hang, "timeout").await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_connection_reset_mid_body() {
     keeps_serving_through(Fault::TruncatedBody, "transport").await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn garbage() {
     keeps_serving_through(
         Fault::Body {
@@ -86,7 +104,7 @@ async fn garbage() {
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn truncated_json() {
     keeps_serving_through(
         Fault::Body {
@@ -98,13 +116,13 @@ async fn truncated_json() {
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_eight_mebibyte_body() {
     let body = format!(r#"{{"pad":"{}"}}"#, "x".repeat(8 * 1024 * 1024));
     keeps_serving_through(Fault::Body { status: 200, body }, "malformed").await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn credentials_already_expired() {
     let body = r#"{"AccessKeyId":"A","SecretAccessKey":"S","Token":"","Expiration":"2001-01-01T00:00:00Z"}"#;
     keeps_serving_through(
@@ -117,7 +135,7 @@ async fn credentials_already_expired() {
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_zoneless_expiration() {
     let body = r#"{"AccessKeyId":"A","SecretAccessKey":"S","Token":"","Expiration":"2099-01-01T00:00:00"}"#;
     keeps_serving_through(
@@ -130,12 +148,12 @@ async fn a_zoneless_expiration() {
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn credentials_revoked() {
     keeps_serving_through(Fault::Status(403), "auth_rejected").await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn upstream_down_at_start_then_up() {
     // Reserve a port, leave nothing listening on it, point the sidecar there.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -171,7 +189,12 @@ async fn upstream_down_at_start_then_up() {
         credential_process_dir: None,
         max_connections: 4096,
     };
-    let sidecar = credagent::sidecar::Sidecar::start(&config, Default::default(), shutdown.clone())
+    let client = credagent::exchange::HttpExchanger::new(&config.upstream).unwrap();
+    let options = credagent::sidecar::Options {
+        exchange: Some(Arc::new(OffClock(Arc::new(client)))),
+        ..Default::default()
+    };
+    let sidecar = credagent::sidecar::Sidecar::start(&config, options, shutdown.clone())
         .await
         .unwrap();
     let text = || String::from_utf8(sidecar.metrics.encode()).unwrap();
@@ -179,11 +202,10 @@ async fn upstream_down_at_start_then_up() {
         metric(&text(), r#"credagent_refreshes_total{result="transport"}"#).unwrap_or(0.0) >= 1.0
     })
     .await;
-    let readyz = crate::support::request(sidecar.admin_addr, None, "GET", "/readyz", &[], "")
-        .await
-        .unwrap();
+    let readyz = get(sidecar.admin_addr, "/readyz", None).await.unwrap();
     assert_eq!(readyz.status, 503);
-    // The upstream comes up on that port; the agent's retries find it.
+    // The upstream comes up on that port; the agent's retries (1 s and more
+    // of the paused clock apart) find it.
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
         .await
         .unwrap();
@@ -203,9 +225,7 @@ async fn upstream_down_at_start_then_up() {
     tokio::time::timeout(Duration::from_secs(70), sidecar.store.wait_servable())
         .await
         .expect("ready once the upstream is up");
-    let readyz = crate::support::request(sidecar.admin_addr, None, "GET", "/readyz", &[], "")
-        .await
-        .unwrap();
+    let readyz = get(sidecar.admin_addr, "/readyz", None).await.unwrap();
     assert_eq!(readyz.status, 200);
     assert_eq!(standin.successes(), 1);
     shutdown.cancel();

@@ -2,8 +2,9 @@
 //! each inside a network namespace the test creates and deletes, never on the
 //! host's own interfaces.
 //!
-//! These tests need root (CI runs as root) and fail, rather than skip, when
-//! they cannot create a namespace. The `ip` command is used for set-up,
+//! These tests need root, to create the namespaces: without it they are
+//! skipped (see `tools.rs`), or fail under `CREDAGENT_TEST_REQUIRE_ALL=1`
+//! (as in CI, which runs as root). The `ip` command is used for set-up,
 //! inspection and tear-down only; the product code talks netlink itself.
 
 use std::fs::File;
@@ -14,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use credagent_testkit::standin::EXCHANGE_PATH_PREFIX;
 
+use crate::tools::{self, require};
+
 const BIN: &str = env!("CARGO_BIN_EXE_credagent");
 const V4: &str = "169.254.170.23/32";
 const V6: &str = "fd00:ec2::23/128";
@@ -21,6 +24,7 @@ const V6_ADDR: &str = "fd00:ec2::23";
 
 #[test]
 fn setup_link_is_idempotent_in_a_fresh_netns() {
+    require!(tools::network_namespace());
     let host_before = host_addrs();
     let ns = Netns::create();
 
@@ -41,7 +45,7 @@ fn setup_link_is_idempotent_in_a_fresh_netns() {
 
     // Dummy link where the kernel has the type, loopback where it does not
     // (this test machine's kernel answers "Unknown device type").
-    let on_dummy = ns.run("ip", &["-o", "link", "show", "credagent0"]).code == 0;
+    let on_dummy = ns.run(&ip(), &["-o", "link", "show", "credagent0"]).code == 0;
     let dev = if on_dummy { "credagent0" } else { "lo" };
     assert_eq!(
         device_of(&addrs, V4).as_deref(),
@@ -99,7 +103,7 @@ fn setup_link_is_idempotent_in_a_fresh_netns() {
         "the host's own addresses changed"
     );
     assert_ne!(
-        run("ip", &["-o", "link", "show", "credagent0"]).code,
+        run(&ip(), &["-o", "link", "show", "credagent0"]).code,
         0,
         "credagent0 appeared on the host"
     );
@@ -107,6 +111,7 @@ fn setup_link_is_idempotent_in_a_fresh_netns() {
 
 #[test]
 fn setup_link_without_ipv6_keeps_ipv4_and_warns() {
+    require!(tools::network_namespace());
     let ns = Netns::create();
     ns.disable_ipv6();
 
@@ -126,10 +131,14 @@ fn setup_link_without_ipv6_keeps_ipv4_and_warns() {
 
 #[test]
 fn node_agent_serves_credentials_on_the_link_local_address() {
+    require!(tools::network_namespace());
+    let curl = require!(tools::curl());
+    let curl = curl.to_str().expect("UTF-8 path");
+    let standin_bin = require!(tools::standin_bin());
     let ns = Netns::create();
     // The stand-in listens on 127.0.0.1, which exists only once lo is up
     // (setup-link brings lo up only when it falls back to it).
-    ns.run("ip", &["link", "set", "lo", "up"])
+    ns.run(&ip(), &["link", "set", "lo", "up"])
         .assert_success("ip link set lo up");
     ns.run(BIN, &["node", "setup-link"])
         .assert_success("`node setup-link`");
@@ -137,7 +146,6 @@ fn node_agent_serves_credentials_on_the_link_local_address() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let addr_file = dir.path().join("standin.addr");
     let addr_arg = addr_file.to_str().expect("UTF-8 temp path");
-    let standin_bin = crate::support::standin_bin();
     let mut standin = ns.spawn_bin(
         standin_bin.to_str().expect("UTF-8 path"),
         "stand-in",
@@ -167,7 +175,7 @@ fn node_agent_serves_credentials_on_the_link_local_address() {
     };
 
     let minted = ns.run(
-        "curl",
+        curl,
         &[
             "-sS",
             "-f",
@@ -201,7 +209,7 @@ fn node_agent_serves_credentials_on_the_link_local_address() {
     let served = poll(Duration::from_secs(30), || {
         node.assert_running();
         let out = ns.run(
-            "curl",
+            curl,
             &[
                 "-sS",
                 "--noproxy",
@@ -259,7 +267,7 @@ struct Process {
 
 impl Netns {
     /// Creates `credagent-it-<pid>-<n>`. Panics (so the test fails) when it
-    /// cannot: these tests exist to run as root.
+    /// cannot: the test required [`tools::network_namespace`] first.
     fn create() -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
         let name = format!(
@@ -267,7 +275,7 @@ impl Netns {
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         );
-        let out = run("ip", &["netns", "add", &name]);
+        let out = run(&ip(), &["netns", "add", &name]);
         assert_eq!(
             out.code, 0,
             "cannot create network namespace {name} (these tests need root):\n{out}"
@@ -276,7 +284,7 @@ impl Netns {
     }
 
     fn command(&self, program: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new("ip");
+        let mut cmd = Command::new(ip());
         cmd.args(["netns", "exec", &self.name, program]).args(args);
         cmd
     }
@@ -308,13 +316,13 @@ impl Netns {
 
     /// `ip -o addr show` inside, normalised.
     fn addrs(&self) -> String {
-        let out = self.run("ip", &["-o", "addr", "show"]);
+        let out = self.run(&ip(), &["-o", "addr", "show"]);
         out.assert_success("ip -o addr show");
         normalise_addrs(&out.stdout)
     }
 
     fn link_is_up(&self, dev: &str) -> bool {
-        let out = self.run("ip", &["-o", "link", "show", dev]);
+        let out = self.run(&ip(), &["-o", "link", "show", dev]);
         out.assert_success("ip -o link show");
         out.stdout
             .split_once('<')
@@ -335,7 +343,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let out = run("ip", &["netns", "delete", &self.name]);
+        let out = run(&ip(), &["netns", "delete", &self.name]);
         if out.code != 0 {
             eprintln!(
                 "warning: cannot delete network namespace {}:\n{out}",
@@ -411,6 +419,12 @@ impl Drop for Process {
     }
 }
 
+/// `ip`'s path (the test required [`tools::network_namespace`] first).
+fn ip() -> String {
+    let ip = tools::network_namespace().unwrap_or_else(|missing| panic!("{missing}"));
+    ip.display().to_string()
+}
+
 /// Runs a command on the host.
 fn run(program: &str, args: &[&str]) -> Outcome {
     Outcome::of(Command::new(program).args(args), program)
@@ -418,7 +432,7 @@ fn run(program: &str, args: &[&str]) -> Outcome {
 
 /// The host's own addresses, normalised.
 fn host_addrs() -> String {
-    let out = run("ip", &["-o", "addr", "show"]);
+    let out = run(&ip(), &["-o", "addr", "show"]);
     out.assert_success("ip -o addr show on the host");
     normalise_addrs(&out.stdout)
 }

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::support::{
     free_port, kubelet_swap, metric, mint, request, rs256_issuer, SECRET_ACCESS_KEY,
 };
+use crate::tools::{self, require};
 
 const BIN: &str = env!("CARGO_BIN_EXE_credagent");
 const SESSION: &str = "SeSsIoN-ToKeN-node-MuSt-NoT-LeAk";
@@ -48,12 +49,7 @@ async fn until_ready(admin: u16, child: &mut Child) {
 }
 
 async fn sigterm_and_collect(child: Child) -> (Option<i32>, String) {
-    let pid = child.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    assert!(crate::support::sigterm(child.id().unwrap()));
     let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
         .await
         .expect("exits after SIGTERM")
@@ -244,7 +240,8 @@ async fn two_hundred_swaps_leak_no_descriptor_or_watch() {
             tokio::time::Instant::now() < deadline,
             "the last token was never published"
         );
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Quiet for five times the token source's 20 ms debounce: stopped.
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(fd_count(pid), fds, "file descriptors after 200 swaps");
     assert_eq!(inotify_watches(pid), 1, "watches after 200 swaps");
@@ -361,6 +358,7 @@ async fn sigterm_under_load_drains_and_a_restart_is_ready_after_one_exchange() {
 
 #[tokio::test]
 async fn a_subpath_mount_is_warned_about_once() {
+    let unshare = require!(tools::mount_namespace());
     let shutdown = CancellationToken::new();
     let issuer = rs256_issuer();
     let up = standin(&issuer, &shutdown).await;
@@ -378,7 +376,7 @@ async fn a_subpath_mount_is_warned_about_once() {
         url = up.url(),
         auth = dir.path().join("auth-token").display(),
     );
-    let mut child = Command::new("unshare")
+    let mut child = Command::new(unshare)
         .args(["--mount", "--propagation", "private", "sh", "-c", &script])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -13,14 +13,17 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use credagent::config::{ProxySettings, UpstreamConfig};
+use credagent::credentials::Credentials;
 use credagent::exchange::{Exchange, ExchangeError, HttpExchanger};
 use credagent::outbound::ProxyError;
 use credagent::secret::Secret;
 use rustls_pki_types::CertificateDer;
 use tokio::time::Instant;
 
+use crate::paused::off_clock;
 use crate::support::{metric, mint, scrape, Rig, RigOptions, ACCESS_KEY_ID};
 use crate::tinyproxy::{ProxyOptions, Tinyproxy, STANDIN_HOST};
+use crate::tools::{self, require};
 
 /// Proxy settings from these environment variables (injected, never set).
 fn from_env(vars: &[(&str, &str)]) -> ProxySettings {
@@ -43,6 +46,27 @@ async fn rig(proxy: ProxySettings) -> Rig {
         ..RigOptions::default()
     })
     .await
+}
+
+/// [`rig`], for a test on a paused clock: the refresh after ~6 s and the
+/// backoff take no time; the exchanges through the proxy are real, off that
+/// clock (see `paused.rs`).
+async fn paused_rig(proxy: ProxySettings) -> Rig {
+    Rig::start(RigOptions {
+        lifetime: Duration::from_secs(24),
+        tls: true,
+        upstream_host: Some(STANDIN_HOST),
+        proxy,
+        paused: true,
+        ..RigOptions::default()
+    })
+    .await
+}
+
+/// One exchange of a fresh token by `client`, [`off_clock`].
+async fn exchange(rig: &Rig, client: HttpExchanger) -> Result<Credentials, ExchangeError> {
+    let token = token(rig);
+    off_clock(async move { client.exchange(&token).await }).await
 }
 
 /// An exchanger for the rig's URL with other proxy settings.
@@ -83,18 +107,21 @@ async fn servable(rig: &Rig) {
         .expect("the sidecar never got credentials");
 }
 
-/// Waits (up to `secs`) until `cond` holds; returns when it did.
+/// Waits (up to `secs` of the paused clock) until `cond` holds; returns
+/// when it did, to within 50 ms (a scrape of the metrics every 10 ms would
+/// cost more real time than the waits it measures).
 async fn within<F: FnMut() -> bool>(secs: u64, what: &str, mut cond: F) -> Instant {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Instant::now()
 }
 
 #[tokio::test]
 async fn the_sidecar_reaches_the_upstream_only_through_the_proxy() {
+    require!(tools::tinyproxy());
     let proxy = Tinyproxy::start(ProxyOptions::default()).await;
     let rig = rig(from_env(&[("HTTPS_PROXY", &proxy.url())])).await;
     servable(&rig).await;
@@ -120,6 +147,7 @@ async fn the_sidecar_reaches_the_upstream_only_through_the_proxy() {
 
 #[tokio::test]
 async fn no_proxy_sends_the_same_url_direct() {
+    require!(tools::tinyproxy());
     let proxy = Tinyproxy::start(ProxyOptions::default()).await;
     let rig = rig(ProxySettings::none()).await;
     for no_proxy in [
@@ -149,10 +177,11 @@ async fn no_proxy_sends_the_same_url_direct() {
     rig.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_proxy_that_wants_credentials_is_retried_with_backoff() {
+    require!(tools::tinyproxy());
     let open = Tinyproxy::start(ProxyOptions::default()).await;
-    let rig = rig(from_env(&[("HTTPS_PROXY", &open.url())])).await;
+    let rig = paused_rig(from_env(&[("HTTPS_PROXY", &open.url())])).await;
     servable(&rig).await;
     let before = rig.credentials().await;
     assert_eq!(before.status, 200);
@@ -172,7 +201,7 @@ async fn a_proxy_that_wants_credentials_is_retried_with_backoff() {
         refreshes(&rig, "proxy_refused") >= 2.0
     })
     .await;
-    // Backoff starts at 1 s (full jitter above it).
+    // Backoff starts at 1 s (full jitter above it), on the paused clock.
     assert!(
         second - first >= Duration::from_millis(900),
         "retried after {:?}",
@@ -188,10 +217,8 @@ async fn a_proxy_that_wants_credentials_is_retried_with_backoff() {
     );
     assert!(strict.connects().len() >= 2, "{}", strict.log());
     // What the refresher logs: the proxy, its status, no credentials.
-    let err = exchanger(&rig, from_env(&[("HTTPS_PROXY", &strict.url())]))
-        .exchange(&token(&rig))
-        .await
-        .unwrap_err();
+    let client = exchanger(&rig, from_env(&[("HTTPS_PROXY", &strict.url())]));
+    let err = exchange(&rig, client).await.unwrap_err();
     let ExchangeError::Proxy(ProxyError::Refused { status, .. }) = &err else {
         panic!("{err:?}");
     };
@@ -207,10 +234,11 @@ async fn a_proxy_that_wants_credentials_is_retried_with_backoff() {
     rig.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_proxy_that_is_down_is_retried_until_it_is_back() {
+    require!(tools::tinyproxy());
     let proxy = Tinyproxy::start(ProxyOptions::default()).await;
-    let rig = rig(from_env(&[("HTTPS_PROXY", &proxy.url())])).await;
+    let rig = paused_rig(from_env(&[("HTTPS_PROXY", &proxy.url())])).await;
     servable(&rig).await;
     let before = rig.credentials().await;
     let port = proxy.stop().await;
@@ -220,13 +248,11 @@ async fn a_proxy_that_is_down_is_retried_until_it_is_back() {
     .await;
     let during = rig.credentials().await;
     assert_eq!((during.status, &during.body), (200, &before.body));
-    let err = exchanger(
+    let client = exchanger(
         &rig,
         from_env(&[("HTTPS_PROXY", &format!("http://127.0.0.1:{port}"))]),
-    )
-    .exchange(&token(&rig))
-    .await
-    .unwrap_err();
+    );
+    let err = exchange(&rig, client).await.unwrap_err();
     assert_eq!(err.class(), "proxy_unreachable");
     assert!(
         err.to_string().starts_with(&format!(
@@ -251,6 +277,7 @@ async fn a_proxy_that_is_down_is_retried_until_it_is_back() {
 
 #[tokio::test]
 async fn a_proxy_that_forbids_the_port_answers_403() {
+    require!(tools::tinyproxy());
     // tinyproxy refuses CONNECT to ports not listed in ConnectPort.
     let proxy = Tinyproxy::start(ProxyOptions {
         connect_ports: vec![443],

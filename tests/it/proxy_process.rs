@@ -24,6 +24,7 @@ use crate::support::{
     kubelet_swap, metric, mint, request, rs256_issuer, test_pki_for, ACCESS_KEY_ID,
 };
 use crate::tinyproxy::{own_hosts, ProxyOptions, Tinyproxy, STANDIN_HOST};
+use crate::tools::{self, require};
 
 const BIN: &str = env!("CARGO_BIN_EXE_credagent");
 const PASSWORD: &str = "Pr0xy-PaSsW0rd-MuSt-NoT-LeAk";
@@ -161,10 +162,7 @@ async fn until_ready(admin: u16, child: &mut Child) {
 
 /// SIGTERM, then everything it printed.
 async fn stop(child: Child) -> String {
-    let pid = child.id().unwrap().to_string();
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status();
+    let _ = crate::support::sigterm(child.id().unwrap());
     let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
         .await
         .expect("exits after SIGTERM")
@@ -188,6 +186,7 @@ async fn served(site: &Site, cmd: Command) -> (Child, crate::support::TestRespon
 
 #[tokio::test]
 async fn no_proxy_reaches_the_upstream_directly() {
+    require!(tools::tinyproxy());
     let proxy = Tinyproxy::start(ProxyOptions::default()).await;
     let site = Site::start(rs256_issuer(), true).await;
     // Agents that resolve the stand-in's name themselves, like the proxy.
@@ -223,6 +222,7 @@ async fn no_proxy_reaches_the_upstream_directly() {
 
 #[tokio::test]
 async fn proxy_credentials_are_sent_and_never_printed() {
+    require!(tools::tinyproxy());
     let proxy = Tinyproxy::start(ProxyOptions {
         basic_auth: Some(("credagent", PASSWORD)),
         ..ProxyOptions::default()
@@ -370,6 +370,7 @@ fn doctor(site: &Site, env: &[(&str, &str)], extra: &[&str]) -> Command {
 
 #[tokio::test]
 async fn doctor_reports_the_proxy_and_its_tunnel() {
+    require!(tools::tinyproxy());
     let open = Tinyproxy::start(ProxyOptions::default()).await;
     let strict = Tinyproxy::start(ProxyOptions {
         basic_auth: Some(("credagent", PASSWORD)),
@@ -467,6 +468,7 @@ async fn doctor_reports_the_proxy_and_its_tunnel() {
 
 #[tokio::test]
 async fn plain_http_goes_through_http_proxy_in_absolute_form() {
+    require!(tools::tinyproxy());
     let proxy = Tinyproxy::start(ProxyOptions {
         basic_auth: Some(("credagent", PASSWORD)),
         ..ProxyOptions::default()
@@ -542,6 +544,7 @@ async fn json_server(
 
 #[tokio::test]
 async fn node_mode_fetches_keys_and_exchanges_through_the_proxy() {
+    require!(tools::tinyproxy());
     let proxy = Tinyproxy::start(ProxyOptions::default()).await;
     let issuer = Issuer::generate_es256("pods").unwrap();
     let site = Site::start(issuer, true).await;

@@ -121,10 +121,12 @@ async fn rejects_what_it_should() {
     rig.stop().await;
 }
 
-#[tokio::test]
+/// On a paused clock: the retry 1 s after the failed exchange takes no time.
+#[tokio::test(start_paused = true)]
 async fn not_ready_and_503_until_the_first_exchange_succeeds() {
     let rig = Rig::start(RigOptions {
         write_token: false,
+        paused: true,
         ..RigOptions::default()
     })
     .await;

@@ -1,19 +1,30 @@
 //! Shared test fixtures: a stand-in upstream that verifies RS256 tokens, a
 //! kubelet-style token volume, and an in-process sidecar wired to both.
+//!
+//! The environment the tests read, all set by scripts/test.sh (`tools.rs`
+//! has the details): `CREDAGENT_TEST_PYTHON`, `_TINYPROXY`, `_IP`,
+//! `_UNSHARE`, `_CURL` name the programs some tests run (unset: looked for,
+//! never installed; missing: the test is skipped, saying why), and
+//! `CREDAGENT_TEST_REQUIRE_ALL=1` turns every such skip into a failure.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use credagent::config::RefreshPolicy;
 use credagent::config::{ProxySettings, SidecarConfig, UpstreamConfig};
+use credagent::exchange::HttpExchanger;
 use credagent::sidecar::{Options, Sidecar};
 use credagent::token::TokenSourceConfig;
 use credagent_testkit::kubelet;
 use credagent_testkit::{Issuer, StandIn, StandInConfig, TokenSpec};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::paused::{off_clock, OffClock};
+use crate::tools;
 
 /// The test kit's PKI and HTTP client.
 pub use credagent_testkit::testing::{request, test_pki, test_pki_for, TestResponse};
@@ -82,19 +93,6 @@ fn rand_suffix() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
-/// The test kit's `credagent-standin` binary, beside this crate's binary:
-/// scripts/test.sh builds it before `cargo test` (which builds only this
-/// package's binaries for its integration tests).
-pub fn standin_bin() -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_credagent")).with_file_name("credagent-standin");
-    assert!(
-        bin.exists(),
-        "{} is missing: `cargo build -p credagent-testkit --bin credagent-standin` first (scripts/test.sh does)",
-        bin.display()
-    );
-    bin
-}
-
 /// The node configuration `credagent node FLAGS` builds.
 pub fn node_config(flags: &[&str]) -> credagent::config::NodeConfig {
     use clap::Parser as _;
@@ -127,6 +125,12 @@ pub struct RigOptions {
     /// Use the POST exchange asking for this (`--key-lifetime`,
     /// `--key-attribute`). Default: the GET exchange.
     pub key: Option<credagent::config::KeyRequest>,
+    /// The upstream timeout (of one exchange). Default: 5 s.
+    pub upstream_timeout: Duration,
+    /// The test runs on a paused clock: the sidecar's exchanges (its own
+    /// HTTP client, built from the same settings) run off it, through
+    /// [`OffClock`]. Default: false.
+    pub paused: bool,
 }
 
 impl Default for RigOptions {
@@ -143,6 +147,8 @@ impl Default for RigOptions {
             upstream_host: None,
             proxy: ProxySettings::none(),
             key: None,
+            upstream_timeout: Duration::from_secs(5),
+            paused: false,
         }
     }
 }
@@ -220,7 +226,7 @@ impl Rig {
             upstream: UpstreamConfig {
                 url: exchange_url,
                 connect_timeout: Duration::from_secs(2),
-                timeout: Duration::from_secs(5),
+                timeout: opts.upstream_timeout,
                 extra_roots,
                 proxy: opts.proxy.clone(),
                 method,
@@ -237,10 +243,15 @@ impl Rig {
         let mut token = TokenSourceConfig::new(config.token_file.clone());
         token.missing_interval = Duration::from_millis(50);
         token.poll_interval = opts.token_poll;
+        let exchange = opts.paused.then(|| {
+            let client = HttpExchanger::new(&config.upstream).expect("upstream client");
+            Arc::new(OffClock(Arc::new(client))) as Arc<dyn credagent::exchange::Exchange>
+        });
         let sidecar = Sidecar::start(
             &config,
             Options {
                 token: Some(token),
+                exchange,
                 ..Options::default()
             },
             shutdown.clone(),
@@ -267,17 +278,9 @@ impl Rig {
 
     /// GET `path` on the credentials listener with `auth` (None: no header).
     pub async fn get(&self, path: &str, auth: Option<&str>) -> TestResponse {
-        let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
-        request(
-            self.sidecar.credentials_addr,
-            None,
-            "GET",
-            path,
-            &headers,
-            "",
-        )
-        .await
-        .expect("credentials listener answers")
+        get(self.sidecar.credentials_addr, path, auth)
+            .await
+            .expect("credentials listener answers")
     }
 
     /// GET the credentials with the right auth token.
@@ -288,7 +291,7 @@ impl Rig {
 
     /// GET `path` on the admin listener.
     pub async fn admin(&self, path: &str) -> TestResponse {
-        request(self.sidecar.admin_addr, None, "GET", path, &[], "")
+        get(self.sidecar.admin_addr, path, None)
             .await
             .expect("admin listener answers")
     }
@@ -304,6 +307,25 @@ impl Rig {
         self.shutdown.cancel();
         self.sidecar.wait().await;
     }
+}
+
+/// GET `path` on `addr` with `auth` as the `Authorization` value, over a
+/// fresh connection, [`off_clock`] (so it is safe on a paused clock).
+pub async fn get(
+    addr: std::net::SocketAddr,
+    path: &str,
+    auth: Option<&str>,
+) -> Result<TestResponse, String> {
+    let (path, auth) = (path.to_owned(), auth.map(str::to_owned));
+    off_clock(async move {
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| ("authorization", a))
+            .into_iter()
+            .collect();
+        request(addr, None, "GET", &path, &headers, "").await
+    })
+    .await
 }
 
 /// The value of one sample line of the Prometheus text format, e.g.
@@ -335,47 +357,14 @@ pub fn scrape(sidecar: &Sidecar) -> String {
     String::from_utf8(sidecar.metrics.encode()).expect("utf-8 metrics")
 }
 
-/// The Python with botocore: `CREDAGENT_TEST_PYTHON` (the test script sets
-/// it up), or a venv created under `target/test-venv` on first use.
-pub fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("CREDAGENT_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = CREATING.lock().unwrap_or_else(|e| e.into_inner());
-    // The workspace's target directory, where scripts/test.sh makes it too.
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let venv = root.join("target/test-venv");
-    let py = venv.join("bin/python");
-    let ready = venv.join(".installed");
-    let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/requirements.txt");
-    let wanted = std::fs::read(&requirements).expect("requirements.txt");
-    if std::fs::read(&ready).ok() != Some(wanted.clone()) {
-        let _ = std::fs::remove_dir_all(&venv);
-        let ok = std::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 -m venv")
-            .success();
-        assert!(ok, "cannot create a venv");
-        let ok = std::process::Command::new(&py)
-            .args(["-m", "pip", "install", "-q", "-r"])
-            .arg(&requirements)
-            .status()
-            .expect("pip")
-            .success();
-        assert!(ok, "pip install failed");
-        std::fs::write(&ready, wanted).unwrap();
-    }
-    py
-}
-
-/// Runs `script` with botocore, in an environment holding only `env`
-/// (plus PATH and a HOME/config isolated in `home`), and parses the one
-/// JSON line it prints.
+/// Runs `script` with botocore ([`tools::python`]: the test requires it
+/// first), in an environment holding only `env` (plus PATH and a
+/// HOME/config isolated in `home`), and parses the one JSON line it prints.
+/// Off the test's clock ([`off_clock`]): a paused clock stands still while
+/// Python runs.
 pub async fn botocore_json(script: &str, home: &Path, env: &[(&str, String)]) -> serde_json::Value {
-    let mut cmd = tokio::process::Command::new(python());
+    let python = tools::python().unwrap_or_else(|missing| panic!("{missing}"));
+    let mut cmd = tokio::process::Command::new(python);
     cmd.arg("-c")
         .arg(script)
         .env_clear()
@@ -386,7 +375,9 @@ pub async fn botocore_json(script: &str, home: &Path, env: &[(&str, String)]) ->
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().await.expect("run python");
+    let out = off_clock(async move { cmd.output().await })
+        .await
+        .expect("run python");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -423,4 +414,14 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Sends SIGTERM to `pid` with the shell's own `kill` (sh is always there;
+/// procps's `kill` may not be). Returns whether it was delivered.
+pub fn sigterm(pid: u32) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", r#"kill -TERM "$1""#, "sh"])
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|s| s.success())
 }

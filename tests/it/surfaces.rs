@@ -6,9 +6,11 @@ use std::time::Duration;
 use credagent::config::FileSinkConfig;
 use credagent::config::ImdsConfig;
 
+use crate::paused::off_clock;
 use crate::support::{
     botocore_json, request, until, Rig, RigOptions, ACCESS_KEY_ID, SECRET_ACCESS_KEY,
 };
+use crate::tools::{self, require};
 
 const PRINT_CREDENTIALS: &str = r#"
 import json, botocore.session
@@ -30,27 +32,26 @@ fn imds_options(allow_v1: bool) -> RigOptions {
     }
 }
 
-#[tokio::test]
+/// On a paused clock (the session tokens' TTL is on it), requests off it.
+#[tokio::test(start_paused = true)]
 async fn imds_v2_protocol() {
-    let rig = Rig::start(imds_options(false)).await;
+    let rig = Rig::start(RigOptions {
+        paused: true,
+        ..imds_options(false)
+    })
+    .await;
     rig.sidecar.store.wait_servable().await;
     let addr = rig.sidecar.imds_addr.expect("imds listener");
-    let get = |path: &'static str, headers: Vec<(&'static str, String)>| async move {
-        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        request(
-            addr,
-            None,
-            if path == "/latest/api/token" {
+    let get = |path: &'static str, headers: Vec<(&'static str, String)>| {
+        off_clock(async move {
+            let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let method = if path == "/latest/api/token" {
                 "PUT"
             } else {
                 "GET"
-            },
-            path,
-            &h,
-            "",
-        )
-        .await
-        .unwrap()
+            };
+            request(addr, None, method, path, &h, "").await.unwrap()
+        })
     };
     // No TTL header, a zero TTL or one over 6 h: 400.
     for ttl in [None, Some("0"), Some("21601"), Some("x")] {
@@ -173,6 +174,7 @@ async fn imds_v1_only_when_allowed() {
 
 #[tokio::test]
 async fn botocore_instance_metadata_provider() {
+    require!(tools::python());
     let rig = Rig::start(imds_options(false)).await;
     rig.sidecar.store.wait_servable().await;
     let endpoint = format!("http://{}/", rig.sidecar.imds_addr.unwrap());
@@ -190,6 +192,7 @@ async fn botocore_instance_metadata_provider() {
 
 #[tokio::test]
 async fn botocore_credential_process_profile() {
+    require!(tools::python());
     let rig = Rig::start(RigOptions::default()).await;
     rig.sidecar.store.wait_servable().await;
     let config = rig.dir.path().join("aws-config");
@@ -268,11 +271,15 @@ async fn botocore_credential_process_profile() {
     rig.stop().await;
 }
 
-#[tokio::test]
+/// On a paused clock: the refresh after 1 s takes no time; botocore runs
+/// off that clock.
+#[tokio::test(start_paused = true)]
 async fn botocore_shared_file_provider_follows_refreshes() {
+    require!(tools::python());
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("aws/credentials");
     let rig = Rig::start(RigOptions {
+        paused: true,
         lifetime: Duration::from_secs(4),
         credentials_file: Some(FileSinkConfig {
             path: file.clone(),
@@ -323,6 +330,7 @@ async fn botocore_shared_file_provider_follows_refreshes() {
 /// when removed.
 #[tokio::test]
 async fn credential_process_dir_serves_a_profile_only_client() {
+    require!(tools::python());
     use credagent_testkit::StandIn;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let issuer = crate::support::rs256_issuer();

@@ -16,6 +16,9 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
+use crate::paused::off_clock;
+use crate::tools;
+
 /// A name only the proxy can resolve (to 127.0.0.1).
 pub const STANDIN_HOST: &str = "standin.credagent.test";
 
@@ -38,38 +41,6 @@ pub struct Tinyproxy {
     dir: tempfile::TempDir,
 }
 
-/// tinyproxy's path. Like the botocore venv (`support::python`), it is
-/// installed on first use where it is missing (Debian's package, as root:
-/// scripts/test.sh runs so); otherwise the tests fail saying how to get it.
-fn binary() -> PathBuf {
-    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let find = || {
-        ["/usr/bin", "/usr/sbin", "/usr/local/bin"]
-            .iter()
-            .map(|dir| Path::new(dir).join("tinyproxy"))
-            .find(|p| p.exists())
-    };
-    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = find() {
-        return p;
-    }
-    let _ = std::process::Command::new("sh")
-        .args([
-            "-c",
-            "command -v apt-get >/dev/null && [ \"$(id -u)\" = 0 ] && \
-             { apt-get install -y -qq tinyproxy >/dev/null 2>&1 || \
-               { apt-get update -qq && apt-get install -y -qq tinyproxy >/dev/null; }; }",
-        ])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status();
-    find().unwrap_or_else(|| {
-        panic!(
-            "tinyproxy is not installed and could not be: the proxy tests need a real \
-             CONNECT proxy (apt-get install -y tinyproxy)"
-        )
-    })
-}
-
 /// The hosts file the proxy (and agents started with [`own_hosts`]) see.
 fn hosts_file(dir: &Path) -> PathBuf {
     let path = dir.join("hosts");
@@ -82,10 +53,12 @@ fn hosts_file(dir: &Path) -> PathBuf {
 }
 
 /// `cmd`, run inside a mount namespace whose /etc/hosts maps
-/// [`STANDIN_HOST`] to 127.0.0.1 (the file is written into `dir`).
+/// [`STANDIN_HOST`] to 127.0.0.1 (the file is written into `dir`). The test
+/// requires [`tools::tinyproxy`] (or [`tools::mount_namespace`]) first.
 pub fn own_hosts(dir: &Path, program: &Path) -> Command {
     let hosts = hosts_file(dir);
-    let mut cmd = Command::new("unshare");
+    let unshare = tools::mount_namespace().unwrap_or_else(|missing| panic!("{missing}"));
+    let mut cmd = Command::new(unshare);
     cmd.args([
         "-m",
         "sh",
@@ -108,9 +81,15 @@ fn free_port() -> u16 {
 // === impl Tinyproxy ===
 
 impl Tinyproxy {
-    /// Starts a proxy and waits until it accepts connections.
+    /// Starts a proxy and waits until it accepts connections. The test
+    /// requires [`tools::tinyproxy`] first. Both run [`off_clock`]: the
+    /// proxy is a real process, whose start a paused clock must not race.
     pub async fn start(opts: ProxyOptions) -> Self {
-        let bin = binary();
+        off_clock(Self::launch(opts)).await
+    }
+
+    async fn launch(opts: ProxyOptions) -> Self {
+        let bin = tools::tinyproxy().unwrap_or_else(|missing| panic!("{missing}"));
         let dir = tempfile::tempdir().expect("tempdir");
         let port = opts.port.unwrap_or_else(free_port);
         let mut conf = format!(
@@ -194,9 +173,18 @@ impl Tinyproxy {
     }
 
     /// Stops it; returns its port (free again) for a restart.
-    pub async fn stop(mut self) -> u16 {
-        let _ = self.child.kill().await;
-        let _ = self.child.wait().await;
-        self.port
+    pub async fn stop(self) -> u16 {
+        let Self {
+            mut child,
+            port,
+            dir,
+        } = self;
+        off_clock(async move {
+            let _ = child.kill().await;
+            let _ = child.wait().await;
+            drop(dir);
+        })
+        .await;
+        port
     }
 }

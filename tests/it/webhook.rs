@@ -25,6 +25,7 @@ use crate::support::{
     botocore_json, free_port, metric, mint, request, rs256_issuer, standin_config, test_pki, until,
     ACCESS_KEY_ID, SECRET_ACCESS_KEY,
 };
+use crate::tools::{self, require};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/admission");
 
@@ -277,6 +278,7 @@ print(json.dumps({"method": c.method, "access_key": f.access_key,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_injected_sidecar_serves_botocore_configured_by_the_injected_env() {
+    require!(tools::python());
     let shutdown = CancellationToken::new();
     let issuer = rs256_issuer();
     let standin = StandIn::start(

@@ -17,6 +17,7 @@ use crate::support::{
     free_port, kubelet_swap, mint, request, rs256_issuer, standin_config, test_pki_for,
 };
 use crate::tinyproxy::{ProxyOptions, Tinyproxy, STANDIN_HOST};
+use crate::tools::{self, require};
 use crate::webhook::{env_of, fixture, patched, remap, WebhookRig};
 
 const BIN: &str = env!("CARGO_BIN_EXE_credagent");
@@ -24,6 +25,7 @@ const NO_PROXY: &str = ".svc,.cluster.local,10.96.0.0/12";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_injected_sidecar_reaches_the_upstream_through_the_configured_proxy() {
+    require!(tools::tinyproxy());
     let proxy = Tinyproxy::start(ProxyOptions::default()).await;
     let shutdown = CancellationToken::new();
     let issuer = rs256_issuer();
