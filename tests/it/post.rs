@@ -208,25 +208,42 @@ async fn every_key_issued_has_one_audit_line_without_secrets() {
         ..RigOptions::default()
     })
     .await;
-    rig.sidecar.store.wait_servable().await;
+    let captured = || String::from_utf8_lossy(&logs.0.lock()).into_owned();
+    let within = Duration::from_secs(30);
+    tokio::time::timeout(within, rig.sidecar.store.wait_servable())
+        .await
+        .unwrap_or_else(|_| panic!("no first key within 30 s; captured: {}", captured()));
     let rotated = rig.rotate("app");
-    rig.standin.wait_for_calls(2).await;
-    while rig.standin.successes() < 2 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    // The second key's line is written right after its exchange.
-    let audit = loop {
-        let text = String::from_utf8(logs.0.lock().clone()).unwrap();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .filter(|v: &serde_json::Value| v["target"] == "credagent::audit")
-            .collect();
-        if lines.len() >= 2 {
-            break lines;
+    tokio::time::timeout(within, async {
+        rig.standin.wait_for_calls(2).await;
+        while rig.standin.successes() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "no exchange after the rotation within 30 s; captured: {}",
+            captured()
+        )
+    });
+    // The second key's line is written right after its exchange.
+    let audit = tokio::time::timeout(within, async {
+        loop {
+            let text = String::from_utf8(logs.0.lock().clone()).unwrap();
+            let lines: Vec<serde_json::Value> = text
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .filter(|v: &serde_json::Value| v["target"] == "credagent::audit")
+                .collect();
+            if lines.len() >= 2 {
+                break lines;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no second audit line within 30 s; captured: {}", captured()));
     assert_eq!(audit.len(), 2, "one line per key: {audit:?}");
     let line = &audit[0];
     assert_eq!(line["event"], "key_issued");
