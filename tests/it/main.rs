@@ -3,6 +3,7 @@
 mod abuse;
 mod binary;
 mod botocore;
+mod capture;
 mod faults;
 mod files;
 mod layering;

@@ -2,13 +2,11 @@
 //! what the agent asks for, how the answer is served, how refusals are
 //! classified, and the audit trail.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use credagent::config::{parse_key_attribute, KeyRequest};
 use credagent_testkit::standin::PostExchange;
 use credagent_testkit::Fault;
-use parking_lot::Mutex;
 
 use crate::support::{metric, scrape, Rig, RigOptions, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
 
@@ -170,45 +168,16 @@ async fn a_refused_key_request_is_classified() {
     rig.stop().await;
 }
 
-/// Everything logged while a test runs.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
-// One thread, so that the subscriber set for this test sees every task.
+// One thread: the capture is this thread's (capture.rs).
 #[tokio::test(flavor = "current_thread")]
 async fn every_key_issued_has_one_audit_line_without_secrets() {
-    let logs = Captured::default();
-    let _subscriber = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(logs.clone())
-            .finish(),
-    );
+    let logs = crate::capture::start();
     let rig = Rig::start(RigOptions {
         key: key(HOUR, &["cluster=prod-1"]),
         ..RigOptions::default()
     })
     .await;
-    let captured = || String::from_utf8_lossy(&logs.0.lock()).into_owned();
+    let captured = || logs.text();
     let within = Duration::from_secs(30);
     tokio::time::timeout(within, rig.sidecar.store.wait_servable())
         .await
@@ -230,7 +199,7 @@ async fn every_key_issued_has_one_audit_line_without_secrets() {
     // The second key's line is written right after its exchange.
     let audit = tokio::time::timeout(within, async {
         loop {
-            let text = String::from_utf8(logs.0.lock().clone()).unwrap();
+            let text = logs.text();
             let lines: Vec<serde_json::Value> = text
                 .lines()
                 .filter_map(|l| serde_json::from_str(l).ok())
@@ -262,7 +231,7 @@ async fn every_key_issued_has_one_audit_line_without_secrets() {
         .as_str()
         .is_some_and(|e| e.ends_with('Z')));
     assert!((3590..=3600).contains(&line["lifetime_s"].as_u64().unwrap()));
-    let all = String::from_utf8(logs.0.lock().clone()).unwrap();
+    let all = logs.text();
     assert!(!all.contains(SECRET_ACCESS_KEY), "the secret was logged");
     assert!(!all.contains(&rotated), "the token was logged");
     // Every JWT's header starts `{"alg"`: no token's first segment either.

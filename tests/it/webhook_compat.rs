@@ -214,38 +214,10 @@ fn pod_with(service_account: &str, opt_out: bool) -> Vec<u8> {
 const TOKEN_1: &str = "eyJhbGciOiJSUzI1NiJ9.compat-api-token-one-7f3a9c.c2lnbmF0dXJl";
 const TOKEN_2: &str = "eyJhbGciOiJSUzI1NiJ9.compat-api-token-two-41d8e2.c2lnbmF0dXJl";
 
-/// Everything logged while the test runs (trace level, every target).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
-// One thread, so that the subscriber set for this test sees every task.
+// One thread: the capture is this thread's (capture.rs).
 #[tokio::test(flavor = "current_thread")]
 async fn compat_mode_follows_the_service_accounts() {
-    let logs = Captured::default();
-    let _subscriber = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(logs.clone())
-            .finish(),
-    );
+    let logs = crate::capture::start();
     let fake = Arc::new(Fake {
         seen: Mutex::new(Seen::default()),
         allow_list: Notify::new(),
@@ -388,7 +360,7 @@ async fn compat_mode_follows_the_service_accounts() {
         .nth(1)
         .expect("a base64 line of the key")
         .to_owned();
-    let text = String::from_utf8_lossy(&logs.0.lock()).into_owned() + &rig.scrape();
+    let text = logs.text() + &rig.scrape();
     assert!(text.contains("ServiceAccounts listed"), "the capture works");
     for secret in [TOKEN_1, TOKEN_2, "compat-api-token", key_line.as_str()] {
         assert!(
