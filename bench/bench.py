@@ -1216,8 +1216,8 @@ def section_webhook(ctx, res):
     # The production log level: one JSON line per decision, into the log file.
     hook = ctx.spawn("webhook", argv)
     wait_for(lambda: hook.check() or _status(f"127.0.0.1:{admin}", "/readyz") == 200, 30, "the webhook")
-    review = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "crates", "credagent", "tests",
-                          "fixtures", "admission", "deployment-pod.json")
+    review = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "admission",
+                          "deployment-pod.json")
     addr = f"127.0.0.1:{port}"
 
     def load(rate, seconds, conns=4):
