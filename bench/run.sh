@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # credagent benchmarks (BENCHMARKS.md): installs what it needs, builds, runs
-# the ten sections, prints one table and writes target/bench/results.md.
+# the sections, prints one table and writes target/bench/results.md.
 #
-#   bench/run.sh            full run: release build, ~15 minutes
+#   bench/run.sh            full run: release build, ~15 minutes, then section
+#                           11's soak of short keys (an hour: its figure is
+#                           exchanges per Pod-hour)
 #   bench/run.sh --smoke    tiny configuration on the debug build (what the
 #                           test suite's cargo test already built), ~1-2 min;
 #                           keeps the harness working, its figures mean little
 #   bench/run.sh --only 1,3 [--smoke]   some sections only
+#   bench/run.sh --soak-secs 600        section 11 for 10 minutes instead
 #
 # Ends with `bench: N passed, M failed` (sections that produced figures).
 # Benchmarks are not tests: no figure fails the run, only a section that
@@ -20,7 +23,8 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) smoke=1; pass+=(--smoke) ;;
     --only) pass+=(--only "$2"); shift ;;
-    *) echo "usage: bench/run.sh [--smoke] [--only 1,2,...]" >&2; exit 2 ;;
+    --soak-secs) pass+=(--soak-secs "$2"); shift ;;
+    *) echo "usage: bench/run.sh [--smoke] [--only 1,2,...] [--soak-secs N]" >&2; exit 2 ;;
   esac
   shift
 done

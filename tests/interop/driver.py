@@ -20,6 +20,9 @@ Phases:
   pass-a     `Token: ""` (as CoreWeave sends it): bucket, PUT, GET, LIST, presigned GET
   negative   wrong auth token; auth token file ending in a newline
   pass-b     a non-empty session token
+  short-keys 15-minute keys (CoreWeave's GET exchange), credagent refreshing every ~45 s and the
+             stand-in rotating the key: every client loops through its own counting forwarder, so
+             each client's credential GETs are counted against its S3 requests
   rotation   60 s credentials, kubelet token swap midway, every client looping concurrently
   revocation the upstream switches keys and s3s-fs restarts with them; old keys get 403, then
              every client recovers after credagent's next refresh
@@ -33,6 +36,7 @@ import base64
 import concurrent.futures
 import datetime
 import hashlib
+import http.client
 import http.server
 import json
 import os
@@ -47,6 +51,7 @@ import threading
 import time
 import traceback
 import urllib.error
+import urllib.parse
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -259,6 +264,11 @@ class Proxy:
         status, _ = request("POST", f"{self.endpoint}/_proxy/upstream", addr.encode())
         assert status == 200
 
+    def route(self, access_key, addr):
+        """Requests signed by `access_key` go to `addr` ("": the default upstream again)."""
+        status, _ = request("POST", f"{self.endpoint}/_proxy/route", f"{access_key}={addr}".encode())
+        assert status == 200
+
     def entries(self, bucket=None):
         out = []
         with open(self.log_path) as f:
@@ -271,8 +281,74 @@ class Proxy:
         return out
 
 
+class CredentialCounter:
+    """One client's own credentials endpoint: a forwarder in front of the sidecar (a thread of the
+    driver) that passes each request through unchanged and records when it came, how it was
+    answered and which access key id the answer held (never the secret). Pointing one client's
+    AWS_CONTAINER_CREDENTIALS_FULL_URI here counts exactly the GETs that client makes."""
+
+    HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "host"}
+
+    def __init__(self, sidecar, name):
+        self.name = name
+        self.records = []  # {"t", "t_end", "status", "access_key", "expiration", "user_agent"}
+        self.lock = threading.Lock()
+        target = ("127.0.0.1", sidecar.port)
+        counter = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                t = time.time()
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in counter.HOP_BY_HOP}
+                status, body, ctype = 502, b"credential counter: sidecar unreachable", "text/plain"
+                try:
+                    conn = http.client.HTTPConnection(*target, timeout=10)
+                    conn.request("GET", self.path, headers=headers)
+                    resp = conn.getresponse()
+                    status, body = resp.status, resp.read()
+                    ctype = resp.getheader("Content-Type") or ""
+                    conn.close()
+                except (OSError, http.client.HTTPException):
+                    pass  # answered 502 and recorded as such
+                rec = {"t": t, "t_end": time.time(), "status": status, "access_key": None, "expiration": None,
+                       "user_agent": self.headers.get("User-Agent", "")}
+                if status == 200:
+                    try:
+                        doc = json.loads(body)
+                        rec["access_key"], rec["expiration"] = doc.get("AccessKeyId"), doc.get("Expiration")
+                    except ValueError:
+                        pass
+                with counter.lock:
+                    counter.records.append(rec)
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        # Same path as the sidecar's: only the port differs.
+        self.url = f"http://127.0.0.1:{self.port}" + urllib.parse.urlsplit(sidecar.url).path
+        threading.Thread(target=self.server.serve_forever, name=f"counter-{name}", daemon=True).start()
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.records)
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 class Sidecar:
-    def __init__(self, rig, name, standin):
+    def __init__(self, rig, name, standin, extra_args=()):
         self.rig = rig
         d = os.path.join(rig.work, name)
         self.dir = d
@@ -298,7 +374,7 @@ class Sidecar:
             [rig.args.credagent, "sidecar", "--token-file", os.path.join(self.volume, "oidc-token"),
              "--exchange-url", standin.url, "--listen", f"127.0.0.1:{self.port}",
              "--admin-listen", f"127.0.0.1:{self.admin_port}", "--auth-token-file", self.auth_file,
-             "--log-format", "json", "--log-level", "info", *extra],
+             "--log-format", "json", "--log-level", "info", *extra, *extra_args],
             stdout=subprocess.DEVNULL, stderr=open(self.log_path, "w"),
         )
         wait_for(lambda: self.proc.poll() is not None or self.ready(), 30, f"{name} /readyz")
@@ -314,11 +390,11 @@ class Sidecar:
             shutil.copy2(rig.args.credagent, os.path.join(self.process_dir, "credagent"))
             self.write_process_config(self.process_config)
 
-    def write_process_config(self, path, auth_file=None, wrapper=()):
+    def write_process_config(self, path, auth_file=None, wrapper=(), url=None):
         """An AWS config whose [default] profile runs `DIR/credagent credential-process` (what
-        --credential-process-dir generates), optionally with another auth token file or behind a
-        wrapper command (the fake credential_process)."""
-        argv = [*wrapper, os.path.join(self.process_dir, "credagent"), "credential-process", "--url", self.url,
+        --credential-process-dir generates), optionally with another auth token file or URL (a
+        credential counter's), or behind a wrapper command (the fake credential_process)."""
+        argv = [*wrapper, os.path.join(self.process_dir, "credagent"), "credential-process", "--url", url or self.url,
                 "--auth-token-file", auth_file or self.auth_file]
         with open(path, "w") as f:
             f.write(f"[default]\ncredential_process = {' '.join(argv)}\nregion = us-east-1\n")
@@ -389,7 +465,7 @@ class Client:
     def __init__(self, name, argv, env_token=False, extra_env=None, loops=True, creds=True, presign=True,
                  steps=SDK_STEPS, needs_bucket=False, probe=True, negative=True, process_config=False,
                  stderr_grep=None, expect_fail=None, wire_a=None, python=False, expiry_offset=0,
-                 stale_signing_key=None):
+                 stale_signing_key=None, process_per_op=False):
         self.name = name
         self.argv = argv
         self.env_token = env_token  # reads only AWS_CONTAINER_AUTHORIZATION_TOKEN
@@ -415,6 +491,9 @@ class Client:
         # day), not per secret, so a running process keeps signing with a revoked secret that kept
         # its access key id. The revocation phase asserts that, and that a new process works.
         self.stale_signing_key = stale_signing_key
+        # Runs one process per operation (the AWS CLI): each loop event is a process of its own, with
+        # an SDK that starts from nothing.
+        self.process_per_op = process_per_op
 
 
 class Report:
@@ -487,7 +566,7 @@ class Rig:
         self.clients = [
             Client("boto3", [py, os.path.join(HERE, "python", "boto3_client.py")]),
             Client("awscli", [py, os.path.join(HERE, "python", "awscli_client.py"), "--aws", aws],
-                   extra_env={"AWS_MAX_ATTEMPTS": "1"}),
+                   extra_env={"AWS_MAX_ATTEMPTS": "1"}, process_per_op=True),
             Client("js-http", [node, js, "--provider", "http"]),
             Client("js-default", [node, js, "--provider", "default"]),
             Client("js-container-metadata", [node, js, "--provider", "container-metadata"], env_token=True),
@@ -701,9 +780,9 @@ class Rig:
 
     # -- the stack ---------------------------------------------------------------------------
 
-    def start_stack(self, name, session_token="", lifetime=3600):
+    def start_stack(self, name, session_token="", lifetime=3600, sidecar_args=()):
         self.standin = StandIn(self, f"standin-{name}", self.keys[0], self.keys[1], session_token, lifetime)
-        self.sidecar = Sidecar(self, f"sidecar-{name}", self.standin)
+        self.sidecar = Sidecar(self, f"sidecar-{name}", self.standin, sidecar_args)
         log(f"stack {name}: stand-in {self.standin.addr}, sidecar {self.sidecar.url} (ready)")
 
     def stop_stack(self):
@@ -1114,15 +1193,16 @@ class Rig:
                 short = re.sub(r"\s+", " ", (e.get("message") or ""))[:90]
                 R.cell(c.name, column, f"{'ok' if fine else 'FAIL'} {r['wall']:.1f}s: {cls.split('.')[-1]}: {short}{unsigned}")
 
-    def start_loops(self, prefix, duration, stop_file=None, interval=0.25):
-        """Starts every looping client in a thread; returns {client: future}."""
+    def start_loops(self, prefix, duration, stop_file=None, interval=0.25, env_for=None):
+        """Starts every looping client in a thread; returns {client: future}. `env_for(client)`,
+        if given, makes each client's environment (default: the sidecar's URL and token)."""
         # One thread per looping client: they must all run at once.
         ex = concurrent.futures.ThreadPoolExecutor(max_workers=sum(1 for c in self.clients if c.loops))
         futs = {}
         for c in self.clients:
             if not c.loops:
                 continue
-            env = self.client_env(c, self.sidecar)
+            env = env_for(c) if env_for else self.client_env(c, self.sidecar)
             extra = ["--duration", str(duration), "--interval", str(interval)]
             if stop_file:
                 extra += ["--stop-file", stop_file]
@@ -1186,6 +1266,262 @@ class Rig:
                     f"{len(s3_fail)} of {len(entries)}")
             R.cell(name, "rotation requests / failures",
                    f"{r.get('requests', 0)} / {r.get('failures', '?')} ({len(entries)} S3 requests)")
+
+    # -- short-keys: CoreWeave's 15-minute GET keys ------------------------------------------------
+
+    # The lifetime CoreWeave documents for keys from the GET exchange.
+    SHORT_LIFETIME = 900
+    # credagent's refresh point in this phase: 5 % of the lifetime, a refresh ~45 s (jittered up to
+    # 10 % earlier) after each key instead of 7.5 min (the default, half-life).
+    SHORT_FRACTION = 0.05
+
+    def phase_short_keys(self):
+        """Every looping client against credagent serving 15-minute keys, across credagent's
+        refreshes and a key rotation at the stand-in, each client with a counter of its own in
+        front of the sidecar."""
+        # The phase may shorten credagent's schedule but not the lifetime. What a client decides is
+        # a function of what it is served: 15-minute keys, here with 14.25-15 min left (in
+        # production 7.5-15 min: the same side of every client's window but botocore's 10-minute
+        # mandatory one, and botocore refetches on every call in both). So botocore's 15-minute
+        # advisory window, the 5-minute windows of JS, Go, the CRT, object_store and aws-sdk-cpp,
+        # and Rust's 10 s buffer all run as they would against CoreWeave. When credagent refreshes
+        # is its own decision, not something a client sees (it serves each key until a fixed margin
+        # before expiry); src/refresh/schedule.rs's tests cover it for every lifetime. Waiting for
+        # the default 7.5 min instead would add that much to every run of the suite.
+        started = time.monotonic()
+        self.short_stack_started = time.time()
+        self.start_stack("s", lifetime=self.SHORT_LIFETIME,
+                         sidecar_args=["--refresh-fraction", str(self.SHORT_FRACTION)])
+        extra = {}
+        try:
+            self._short_keys(extra)
+        finally:
+            stop_file = extra.get("stop_file")
+            if stop_file and not os.path.exists(stop_file):
+                open(stop_file, "w").close()
+            for f in extra.get("futures", {}).values():
+                f.result()
+            for k in extra.get("counters", {}).values():
+                k.stop()
+            if "s3_b" in extra:
+                self.proxy.route(extra["ak_b"], "")
+                extra["s3_b"].stop()
+            self.stop_stack()
+            self.details.setdefault("short_keys_summary", {})["phase_s"] = time.monotonic() - started
+
+    def _short_keys(self, extra):
+        R = self.report
+        P = "short-keys"
+        sc, st = self.sidecar, self.standin
+        ak_a = self.keys[0]
+        own_gets = 0  # the driver's own GETs to the sidecar (not through a counter)
+
+        def served():
+            nonlocal own_gets
+            own_gets += 1
+            return sc.served()
+
+        m0 = sc.metrics()
+        first = served()
+        left = parse_rfc3339_z(first["Expiration"]) - time.time()
+        R.check(P, None, "credagent serves the stand-in's 15-minute key (Expiration 14-15 min ahead)",
+                first["AccessKeyId"] == ak_a and 840 <= left <= 901, f"{left:.0f}s left")
+        life = m0.get("credagent_key_lifetime_seconds")
+        R.check(P, None, "credagent_key_lifetime_seconds = 900 (the granted lifetime)",
+                life is not None and abs(life - self.SHORT_LIFETIME) <= 1, str(life))
+
+        # One counter per client, in front of the sidecar; the client's FULL_URI points at it
+        # (s3torch-process: the --url of its credential_process profile).
+        counters = {c.name: CredentialCounter(sc, c.name) for c in self.clients if c.loops}
+        extra["counters"] = counters
+
+        def env_for(c):
+            k = counters[c.name]
+            cfg = None
+            if c.process_config:
+                cfg = sc.write_process_config(os.path.join(sc.process_dir, f"aws-config-short-{c.name}"), url=k.url)
+            return self.client_env(c, sc, full_uri=k.url, aws_config=cfg)
+
+        stop_file = os.path.join(self.work, "short-keys.stop")
+        extra["stop_file"] = stop_file
+        ok_before_loops = sc.refreshes_ok()
+        t_loops = time.time()
+        log(f"short-keys: every client loops PUT+GET against 15-minute keys; credagent refreshes every "
+            f"~{self.SHORT_LIFETIME * self.SHORT_FRACTION:.0f}s")
+        futs = self.start_loops("short", self.args.short_keys_max_secs, stop_file, env_for=env_for)
+        extra["futures"] = futs
+        names = list(futs)
+
+        def sdk_entries(n):
+            return [e for e in self.proxy.entries(f"short-{n}") if not e["user_agent"].startswith("interop-driver")]
+
+        def all_started():
+            return all(sum(1 for e in sdk_entries(n) if e["status"] and e["status"] < 300) >= 3 for n in names)
+
+        wait_for(all_started, 90, "every client to make successful requests", interval=0.5)
+
+        # Rotate the key at the stand-in, CoreWeave-style: a new access key id and secret, while the
+        # old key stays valid until it expires (a second s3s-fs knows the new key; the proxy routes
+        # by access key id), so no client may fail whichever key it signs with.
+        ak_b = "AKIDSHORT" + secrets.token_hex(4).upper()
+        sk_b = "interop-secret-short-" + secrets.token_hex(8)
+        root_b = os.path.join(self.work, "s3-data-short-b")
+        os.makedirs(root_b, exist_ok=True)
+        for entry in os.scandir(self.s3_data):  # the same buckets (s3s-fs keeps temp files in its root)
+            if entry.is_dir(follow_symlinks=False):
+                os.symlink(entry.path, os.path.join(root_b, entry.name))
+        s3_b = S3Server(self, "s3s-fs-short-b", ak_b, sk_b, root=root_b)
+        extra["s3_b"], extra["ak_b"] = s3_b, ak_b
+        self.proxy.route(ak_b, s3_b.addr)
+        ok_at_rotation = sc.refreshes_ok()
+        st.control("keys", {"access_key_id": ak_b, "secret_access_key": sk_b, "session_token": ""})
+        t_rotate = time.time()
+        log("short-keys: the stand-in now grants a new key; waiting for credagent's next refresh")
+        wait_for(lambda: sc.refreshes_ok() > ok_at_rotation, 2 * self.SHORT_LIFETIME * self.SHORT_FRACTION + 15,
+                 "credagent's refresh after the key rotation", interval=0.1)
+        t_refresh = time.time()
+        now_served = served()
+        left = parse_rfc3339_z(now_served["Expiration"]) - time.time()
+        R.check(P, None, "after its next refresh credagent serves the new key (new access key id, 15 minutes)",
+                now_served["AccessKeyId"] == ak_b and 840 <= left <= 901,
+                f"{'new' if now_served['AccessKeyId'] == ak_b else 'old'} key, {left:.0f}s left, "
+                f"{t_refresh - t_rotate:.1f}s after the rotation")
+
+        # Every client keeps looping across the refresh: at least 3 answered S3 requests after it.
+        def across(n):
+            return sum(1 for e in sdk_entries(n) if e["t"] > t_refresh and e["status"]) >= 3
+
+        try:
+            wait_for(lambda: all(across(n) for n in names), 45, "every client's requests after the refresh",
+                     interval=0.5)
+        except TimeoutError as e:
+            log(f"short-keys: {e}")
+        open(stop_file, "w").close()
+        results = {k: f.result() for k, f in futs.items()}
+        t_end = time.time()
+        m1 = sc.metrics()
+        stats = st.stats()
+        records = {n: counters[n].snapshot() for n in names}
+
+        # credagent's side: refreshes, exchanges, what it answered.
+        refreshes_in_loops = m1.get('credagent_refreshes_total{result="ok"}', 0) - ok_before_loops
+        R.check(P, None, "credagent refreshed while every client looped (>= 1)", refreshes_in_loops >= 1,
+                f"{refreshes_in_loops:.0f}")
+        failed = {k: v for k, v in m1.items() if k.startswith("credagent_refreshes_total") and 'result="ok"' not in k and v}
+        R.check(P, None, "no failed refreshes", not failed, json.dumps(failed))
+        refreshes = m1.get('credagent_refreshes_total{result="ok"}', 0)
+        issued = m1.get('credagent_keys_issued_total{exchange="get"}', 0)
+        issued_post = m1.get('credagent_keys_issued_total{exchange="post"}', 0)
+        exchanges = f"stand-in: {stats['successes']} successes ({stats['successes_get']} GET) of {stats['calls']} calls; " \
+                    f"credagent: keys_issued_total{{get}} {issued:.0f}, {{post}} {issued_post:.0f}, refreshes {refreshes:.0f}"
+        R.check(P, None, "exchanges counted: stand-in successes = keys_issued_total{get} = refreshes (>= 2: the "
+                "first key and >= 1 refresh), every call a success, no POST",
+                stats["successes"] == stats["successes_get"] == stats["calls"] == issued == refreshes >= 2
+                and issued_post == 0, exchanges)
+        # However many GETs the clients made, the upstream saw only the schedule: the start-up
+        # exchange and one per refresh interval (jitter makes each up to 10 % shorter).
+        up = t_end - self.short_stack_started
+        most = 1 + int(up / (0.9 * self.SHORT_LIFETIME * self.SHORT_FRACTION))
+        R.check(P, None, "no request storm upstream: exchanges within the schedule's count whatever the clients' GETs",
+                stats["calls"] <= most, f"{stats['calls']} calls in {up:.0f}s (schedule: at most {most}) for "
+                f"{sum(len(r) for r in records.values())} client GETs")
+        answered = sum(v for k, v in m1.items() if k.startswith('credagent_requests_total{route="credentials"'))
+        answered0 = sum(v for k, v in m0.items() if k.startswith('credagent_requests_total{route="credentials"'))
+        counted = sum(len(r) for r in records.values())
+        R.check(P, None, "credagent answered exactly the GETs the counters forwarded (plus the driver's own)",
+                answered - answered0 == counted + own_gets,
+                f"credagent {answered - answered0:.0f}, counters {counted} + driver {own_gets}")
+
+        summary = {"lifetime_s": self.SHORT_LIFETIME, "refresh_fraction": self.SHORT_FRACTION,
+                   "loops_s": t_end - t_loops, "rotate_at_s": t_rotate - t_loops,
+                   "refresh_after_rotation_s": t_refresh - t_rotate, "refreshes_in_loops": refreshes_in_loops,
+                   "exchanges": stats["successes"], "keys_issued_get": issued, "client_gets": counted}
+        self.details.setdefault("short_keys_summary", {}).update(summary)
+        per_client = {}
+        for name in names:
+            r, recs, entries = results[name], records[name], sdk_entries(name)
+            c = next(c for c in self.clients if c.name == name)
+            s3_fail = [e for e in entries if e["status"] is None or e["status"] >= 400
+                       and not (e["method"] == "HEAD" and e["key"] is None and e["status"] == 404)]
+            fine = r.get("ok") and not r.get("setup_error") and r.get("requests", 0) > 0 and r.get("failures") == 0
+            first_fail = next((ev for ev in r.get("events", []) if not ev[2]), None)
+            R.check(P, name, "zero failed requests", fine, json.dumps(r.get("setup_error") or r.get("error") or first_fail)[:400])
+            R.check(P, name, "zero failed S3 responses at the proxy (bar a HEAD's 404 for the new bucket)",
+                    entries and not s3_fail, f"{len(s3_fail)} of {len(entries)}")
+            bad = [x for x in recs if x["status"] != 200]
+            R.check(P, name, "credential GETs through its counter, every one answered 200", recs and not bad,
+                    f"{len(recs)} GETs, statuses {sorted({x['status'] for x in recs})}")
+            gets, s3 = len(recs), len(entries)
+            how = f"{gets} credential GETs, {s3} S3 requests, {r.get('requests', 0)} API calls"
+            if c.process_per_op:
+                # A fresh SDK in every `aws` process: the bound holds per process (each loop event is
+                # one process; the rest, before the first, is `aws s3 mb`).
+                windows = [(ev[0], ev[4]) for ev in r.get("events", [])]
+
+                def inside(t):
+                    return any(a <= t <= b for a, b in windows)
+
+                per_proc = [(sum(1 for x in recs if a <= x["t"] <= b), sum(1 for e in entries if a <= e["t"] <= b))
+                            for a, b in windows]
+                per_proc.append((sum(1 for x in recs if not inside(x["t"])),
+                                 sum(1 for e in entries if not inside(e["t"]))))
+                excess = sorted({g - n for g, n in per_proc})
+                R.check(P, name, "credential GETs <= S3 requests + 2 in every `aws` process (one process per "
+                        "operation; no GET storm: at most one per request)",
+                        windows and excess[-1] <= 2,
+                        f"{how}, {len(per_proc)} processes; GETs minus S3 requests per process: {excess}")
+                process_note = (f" in {len(per_proc)} `aws` processes, each {'/'.join(map(str, excess))} more GET "
+                                f"than S3 requests")
+            else:
+                R.check(P, name, "credential GETs <= S3 requests + 2 (no GET storm: at most one per request)",
+                        gets <= s3 + 2, how)
+                process_note = ""
+            after = [e for e in entries if e["t"] > t_refresh]
+            R.check(P, name, "kept working across credagent's refresh (>= 3 S3 requests after it, all accepted)",
+                    len(after) >= 3 and not [e for e in after if e in s3_fail], f"{len(after)} after the refresh")
+            fetched = {}
+            for x in recs:
+                if x["access_key"]:
+                    fetched[x["access_key"]] = fetched.get(x["access_key"], 0) + 1
+            used = {}
+            for e in entries:
+                used[e["access_key"]] = used.get(e["access_key"], 0) + 1
+            R.check(P, name, "every S3 request signed with a key credagent served it through its counter",
+                    entries and set(used) <= set(fetched), f"fetched {sorted(fetched)}, signed with {sorted(used, key=str)}")
+            last = max(entries, key=lambda e: e["t"]) if entries else None
+            if ak_b in fetched:
+                t_got = min(x["t_end"] for x in recs if x["access_key"] == ak_b)
+                R.check(P, name, "fetched the new key after credagent's refresh and signs with it from then on "
+                        "(its last S3 request)", last and last["access_key"] == ak_b,
+                        f"first GET of the new key {t_got - t_refresh:+.1f}s after the refresh; last request "
+                        f"signed with {'the new' if last and last['access_key'] == ak_b else 'the OLD'} key")
+                # t_refresh comes from a 0.1 s metrics poll: a client can be "early" by that much.
+                key_cell = (f"new key picked up {max(0.0, t_got - t_refresh):.1f}s after the refresh "
+                            f"({used.get(ak_b, 0)} requests signed with it)")
+            else:
+                exps = [parse_rfc3339_z(x["expiration"]) for x in recs if x["access_key"] == ak_a and x["expiration"]]
+                valid = f"{(max(exps) - t_end) / 60:.1f} min left at the end" if exps else "?"
+                key_cell = f"kept the old key ({valid}), fetched no new one"
+            gaps = [b["t"] - a["t"] for a, b in zip(recs, recs[1:])]
+            per_client[name] = {
+                "credential_gets": gets, "s3_requests": s3, "api_calls": r.get("requests", 0),
+                "gets_per_s3_request": round(gets / s3, 3) if s3 else None,
+                "gets_after_refresh": sum(1 for x in recs if x["t"] > t_refresh),
+                "keys_fetched": {("new" if k == ak_b else "old"): v for k, v in fetched.items()},
+                "keys_signed": {("new" if k == ak_b else "old" if k == ak_a else str(k)): v for k, v in used.items()},
+                "get_times_s": [round(x["t"] - t_loops, 2) for x in recs],
+                "median_gap_between_gets_s": round(sorted(gaps)[len(gaps) // 2], 2) if gaps else None,
+                "user_agents": sorted({x["user_agent"].split(" ")[0] for x in recs}),
+            }
+            if c.process_per_op:
+                per_client[name].update({"processes": len(per_proc), "gets_minus_s3_requests_per_process": excess})
+            R.cell(name, "15-min keys: credential GETs / S3 requests",
+                   (f"{gets} / {s3} ({gets / s3:.2f} per request)" if s3 else f"{gets} / 0") + process_note)
+            R.cell(name, "15-min keys: after the key rotation", key_cell)
+        self.details["short_keys"] = per_client
+        for name in ("rust-ecs", "s3torch-ecs"):
+            R.cell(name, "15-min keys: credential GETs / S3 requests", "(not looping)")
+            R.cell(name, "15-min keys: after the key rotation", "(not looping)")
 
     def phase_revocation(self):
         R = self.report
@@ -1349,6 +1685,8 @@ class Rig:
             self.start_stack("b", session_token=self.session_token)
             phase("pass-b", lambda: self.phase_basic("pass-b", self.session_token))
             self.stop_stack()
+        # Before rotation/revocation: the revocation phase leaves s3s-fs with another secret.
+        phase("short-keys", self.phase_short_keys)
         if {"rotation", "revocation"} & set(phases):
             self.start_stack("r", lifetime=60)
             phase("rotation", self.phase_rotation)
@@ -1388,7 +1726,8 @@ def summarize_presign(entries, expected):
 
 COLUMNS = ["Version", "pass A (Token \"\")", "pass B (session token)", "presign A", "presign B",
            "wrong auth token", "token file with \\n", "revocation", "Token \"\" parsed as", "wire A", "wire B",
-           "Expiration parsed", "rotation requests / failures", "credential_process SessionToken", "notes"]
+           "Expiration parsed", "rotation requests / failures", "15-min keys: credential GETs / S3 requests",
+           "15-min keys: after the key rotation", "credential_process SessionToken", "notes"]
 
 
 def render(rig, wall):
@@ -1407,6 +1746,15 @@ def render(rig, wall):
         lines += ["", f"Rotation window {rs['window_s']:.0f}s with 60 s credentials: credagent refreshed "
                   f"{rs['refreshes_ok']:.0f} times, {rs['refreshes_with_new_token']} of them with the token "
                   f"swapped in at {rs['swap_at_s']:.0f}s."]
+    sk = rig.details.get("short_keys_summary")
+    if sk and "exchanges" in sk:
+        lines += ["", f"Short keys: {sk['lifetime_s'] // 60}-minute keys, credagent at --refresh-fraction "
+                  f"{sk['refresh_fraction']} (a refresh every ~{sk['lifetime_s'] * sk['refresh_fraction']:.0f}s); "
+                  f"clients looped {sk['loops_s']:.0f}s, credagent refreshed {sk['refreshes_in_loops']:.0f} times "
+                  f"meanwhile; the stand-in rotated the key at {sk['rotate_at_s']:.0f}s and credagent served the new "
+                  f"one {sk['refresh_after_rotation_s']:.0f}s later. {sk['exchanges']} exchanges in all "
+                  f"(keys_issued_total{{get}} {sk['keys_issued_get']:.0f}) for {sk['client_gets']} credential GETs "
+                  f"by the clients. Phase {sk.get('phase_s', 0):.0f}s with start-up."]
     probe = rig.details.get("probe")
     if probe:
         variants = list(probe["variants"])
@@ -1440,9 +1788,11 @@ def main():
     p.add_argument("--work", required=True)
     p.add_argument("--results", required=True)
     p.add_argument("--results-json")
-    p.add_argument("--phases", default="probe,pass-a,negative,pass-b,rotation,revocation")
+    p.add_argument("--phases", default="probe,pass-a,negative,pass-b,short-keys,rotation,revocation")
     p.add_argument("--rotation-secs", type=float, default=70)
     p.add_argument("--revocation-max-secs", type=float, default=150)
+    p.add_argument("--short-keys-max-secs", type=float, default=240,
+                   help="upper bound on the short-keys loops (they stop once every client ran past the refresh)")
     args = p.parse_args()
 
     def on_signal(signum, _frame):

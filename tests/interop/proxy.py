@@ -12,7 +12,10 @@ as raw chunked bytes), so signatures computed for the proxy's address verify ups
     proxy.py --upstream 127.0.0.1:PORT --log FILE --addr-file FILE
 
 Control: `POST /_proxy/upstream` with body `127.0.0.1:PORT` switches the upstream (used when
-s3s-fs is restarted with new keys).
+s3s-fs is restarted with new keys). `POST /_proxy/route` with body `AKID=127.0.0.1:PORT` sends the
+requests signed by access key id AKID to that upstream instead (`AKID=` removes the route): one
+s3s-fs knows one key pair, so a key rotation during which both the old and the new key are valid
+runs one s3s-fs per key.
 """
 
 import argparse
@@ -35,6 +38,7 @@ CRED_RE = re.compile(r"Credential=([^/,\s]+)/")
 class State:
     def __init__(self, upstream, log_path):
         self.upstream = upstream
+        self.routes = {}  # access key id -> upstream
         self.lock = threading.Lock()
         self.log = open(log_path, "a", buffering=1)
 
@@ -79,6 +83,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def _control(self, body):
         if self.command == "POST" and self.path == "/_proxy/upstream":
             self.state.upstream = body.decode().strip()
+            payload = b'{"ok":true}'
+            self.send_response(200)
+        elif self.command == "POST" and self.path == "/_proxy/route" and b"=" in body:
+            key, _, upstream = body.decode().strip().partition("=")
+            with self.state.lock:
+                if upstream:
+                    self.state.routes[key] = upstream
+                else:
+                    self.state.routes.pop(key, None)
             payload = b'{"ok":true}'
             self.send_response(200)
         else:
@@ -142,8 +155,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "code": None,
         }
 
+        with self.state.lock:
+            upstream = self.state.routes.get(access_key, self.state.upstream)
+        entry["upstream"] = upstream
         try:
-            host, port = self.state.upstream.rsplit(":", 1)
+            host, port = upstream.rsplit(":", 1)
             conn = http.client.HTTPConnection(host, int(port), timeout=30)
             conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
             for name, value in self.headers.items():
