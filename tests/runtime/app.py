@@ -4,7 +4,8 @@ as the app container's own (non-credagent) user, with nothing but what the webho
     app.py idle                  PID 1 of the app container: waits for SIGTERM, then exits 0
     app.py s3 BUCKET KEY         one session: PUT, GET and LIST through the SDK's default chain
     app.py loop BUCKET SECONDS   PUT+GET with a fresh session each round (so each round asks the
-                                 credentials endpoint again) until SECONDS have passed
+                                 credentials endpoint again) until SECONDS have passed; reports
+                                 when each round that succeeded began (Unix time)
 
 `s3` and `loop` print one JSON line: the credential provider the SDK chose (`method`), the access
 key id it got, and what the S3 calls did. The endpoint and region come from the injected
@@ -49,20 +50,22 @@ def s3(bucket, key):
 def loop(bucket, seconds):
     deadline = time.monotonic() + seconds
     rounds = failures = 0
-    errors = []
+    errors, began = [], []
     while time.monotonic() < deadline:
         rounds += 1
+        start = time.time()
         try:
             _, client = session()
             body = f"round {rounds}".encode()
             client.put_object(Bucket=bucket, Key=f"loop/{rounds}", Body=body)
             if client.get_object(Bucket=bucket, Key=f"loop/{rounds}")["Body"].read() != body:
                 raise RuntimeError("read back different bytes")
+            began.append(start)
         except Exception as e:  # noqa: BLE001 - counted and reported
             failures += 1
             errors.append(f"{type(e).__name__}: {e}"[:200])
         time.sleep(0.2)
-    print(json.dumps({"rounds": rounds, "failures": failures, "errors": errors[:5]}))
+    print(json.dumps({"rounds": rounds, "failures": failures, "errors": errors[:5], "began": began}))
 
 
 def idle():
