@@ -38,8 +38,8 @@
 # stage's layers). The Dockerfile's build mounts scripts/check-image-binaries.sh's target directory
 # (same flags, same toolchain; run before this by scripts/test.sh) through an overlay as its
 # target/, so its dependency builds are reused and nothing is written back. Everything else lives in
-# a directory of this run, removed at the end with every Pod, container, mount and the namespace it
-# made, also on failure.
+# a directory of this run (under the cache's runs/), removed at the end with every Pod, container,
+# mount and the namespace it made, also on failure; a killed run's are removed by the next run.
 #
 # Ends with `runtime: N passed, M failed`; exits 1 if any check failed.
 set -euo pipefail
@@ -51,7 +51,9 @@ rcache="$cache/runtime"
 mkdir -p "$rcache"
 started=$(date +%s)
 run_id="r$$"
-netns="credagent-rt-$run_id"
+# The store this script keeps under the cache, and the namespaces of its runs, are named after it.
+store_id=$(printf '%s' "$rcache" | sha256sum | cut -c1-12)
+netns="credagent-rt-${store_id:0:6}-$run_id"
 
 step() { printf '\n==> %s\n' "$*"; }
 passed=0
@@ -112,6 +114,7 @@ STANDIN=$ROOT/target/debug/credagent-standin
 S3S_VERSION=$(sed -n 's/^S3S_VERSION=//p' tests/interop/run.sh)
 S3S="$cache/interop/s3s"
 s3s_pid=
+driver_pid=
 if ! [ -x "$S3S/bin/s3s-fs" ] || ! grep -qs "\"s3s-fs $S3S_VERSION " "$S3S/.crates.toml"; then
   echo "  s3s-fs $S3S_VERSION: cargo install in the background (about 2 minutes)"
   mkdir -p "$cache/interop"
@@ -121,12 +124,21 @@ if ! [ -x "$S3S/bin/s3s-fs" ] || ! grep -qs "\"s3s-fs $S3S_VERSION " "$S3S/.crat
 fi
 
 # ---------------------------------------------------------------------------------------- podman
+# One run at a time per cache: runs share the root filesystem, podman's store and the image's tag.
+exec 9>"$rcache/lock"
+if ! flock -n 9; then
+  echo "  waiting for another check-runtime.sh using $rcache"
+  flock 9
+fi
 # Root podman with runc and cgroupfs, without default ulimits (../shared/TESTING.md: crun refuses
 # this machine's hybrid cgroups; the default RLIMIT_NOFILE cannot be set). Its image store is
 # cached; its run state is keyed by the store's path, as podman requires; the bridge network's
 # configuration is its own.
-run_dir=$(mktemp -d "/tmp/credagent-runtime-$run_id.XXXX")
-state="/run/credagent-runtime-$(printf '%s' "$rcache" | sha256sum | cut -c1-12)"
+# This run's files (podman's configuration, the Pods' volumes, logs) under the locked cache, where a
+# killed run's are found and removed by the next.
+mkdir -p "$rcache/runs"
+run_dir=$(mktemp -d "$rcache/runs/$run_id.XXXX")
+state="/run/credagent-runtime-$store_id"
 mkdir -p "$state/networks"
 export CONTAINERS_CONF="$run_dir/containers.conf" CONTAINERS_STORAGE_CONF="$run_dir/storage.conf"
 cat >"$CONTAINERS_CONF" <<EOF
@@ -147,44 +159,58 @@ graphroot = "$rcache/podman"
 runroot = "$state/storage"
 EOF
 
+# Ends what runs in a node's namespace (this script's: the stand-in, s3s-fs, Prometheus, conmon and
+# the containers of hostNetwork Pods) by its ids, then removes the namespace.
+remove_netns() {
+  for pid in $(ip netns pids "$1" 2>/dev/null); do kill "$pid" 2>/dev/null; done
+  sleep 0.5
+  for pid in $(ip netns pids "$1" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+  ip netns del "$1"
+}
 cleanup() {
   local code=$?
   set +e
   [ -n "$s3s_pid" ] && kill -- "-$s3s_pid" 2>/dev/null
+  if [ -n "$driver_pid" ] && kill -TERM "$driver_pid" 2>/dev/null; then
+    for _ in $(seq 1 60); do kill -0 "$driver_pid" 2>/dev/null || break; sleep 0.5; done
+  fi
   # Every Pod of this run (the driver removes its own; this is for an interrupted run).
   for pod in $(podman pod ps --format '{{.Name}}' 2>/dev/null | grep -- "-$run_id\$"); do
     podman pod rm -f -t 0 "$pod" >/dev/null 2>&1
   done
   podman rm -f -t 0 "credagent-rt-nosh-$run_id" >/dev/null 2>&1
-  # Whatever still runs in the node's namespace was started by this run (the stand-in, s3s-fs,
-  # Prometheus, conmon): end it by its id, then remove the namespace.
-  if ip netns list | grep -qw "$netns"; then
-    for pid in $(ip netns pids "$netns" 2>/dev/null); do kill "$pid" 2>/dev/null; done
-    sleep 0.5
-    for pid in $(ip netns pids "$netns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
-    ip netns del "$netns"
+  if ip netns list | grep -qw -- "$netns"; then
+    remove_netns "$netns"
   fi
   for m in $(findmnt -rn -o TARGET | grep -- "^$run_dir/" | sort -r); do umount "$m"; done
-  mkdir -p "$rcache/last-run" && rm -rf "$rcache/last-run/"* && cp -r "$run_dir/pods/logs" "$rcache/last-run/" 2>/dev/null
+  # Unlocks for every process that inherited the descriptor too.
+  flock -u 9 2>/dev/null
+  mkdir -p "$rcache/last-run" && rm -rf "$rcache/last-run/"*
+  cp -r "$run_dir/pods/logs" "$run_dir/build.log" "$rcache/last-run/" 2>/dev/null
   rm -rf "$run_dir"
   exit "$code"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Pods left by a run that could not clean up (killed): their namespace is gone.
-for pod in $(podman pod ps --format '{{.Name}}' 2>/dev/null); do
-  old=${pod##*-}
-  if [[ "$old" =~ ^r[0-9]+$ ]] && ! [ -e "/run/netns/credagent-rt-$old" ]; then
-    podman pod rm -f -t 0 "$pod" >/dev/null 2>&1 || true
-  fi
+# What a run on this store left when it could not clean up (killed): its Pods and containers, and
+# its node's namespace with what still runs in it. The store is this script's own, and locked.
+podman pod rm -a -f -t 0 >/dev/null 2>&1 || true
+podman rm -a -f -t 0 >/dev/null 2>&1 || true
+for old in $(ip netns list | awk '{print $1}' | grep -- "^credagent-rt-${store_id:0:6}-"); do
+  remove_netns "$old" || true
+done
+for old in "$rcache"/runs/*; do
+  [ "$old" = "$run_dir" ] && continue
+  for m in $(findmnt -rn -o TARGET | grep -- "^$old/" | sort -r); do umount "$m" || true; done
+  rm -rf "$old"
 done
 
 # ---------------------------------------------------------------------------------------- bases
 step "base images: a Debian bookworm root filesystem (mmdebstrap), cached"
 # One root filesystem for both: the builder (the Dockerfile's build stage needs apt-get, gcc,
 # musl-tools; rustup and cargo are the host's, mounted in) and the workload Pods' app image
-# (python3, running botocore from the venv). Its CA bundle is also the runtime base's.
+# (python3, running botocore). Its CA bundle is also the runtime base's.
 packages="gcc,libc6-dev,musl-tools,ca-certificates,python3"
 key=$(printf 'bookworm minbase %s' "$packages" | sha256sum | cut -c1-12)
 rootfs="$rcache/bookworm-$key.tar"
@@ -365,21 +391,27 @@ if ! podman network exists "$network"; then
   podman network create --disable-dns --subnet 10.231.0.0/24 --gateway 10.231.0.1 "$network" >/dev/null
 fi
 t=$(date +%s)
-set +e
 # nsenter moves only the network namespace: podman, conmon and every hostNetwork Pod are on the
-# "node", the other Pods on a podman bridge inside it.
-nsenter --net="/run/netns/$netns" "$VENV/bin/python" tests/runtime/driver.py \
+# "node", the other Pods on a podman bridge inside it. In the background, so that a signal to this
+# script is acted on at once (cleanup stops the driver, which removes its Pods).
+nsenter --net="/run/netns/$netns" "$VENV/bin/python" -u tests/runtime/driver.py \
   --helm "$HELM_DIR/helm" --image "$IMAGE" --app-image "$APP_IMAGE" --standin "$STANDIN" \
   --s3s-fs "$S3S/bin/s3s-fs" --prometheus /usr/bin/prometheus --app-site "$SITE" --work "$run_dir/pods" \
-  --run-id "$run_id" --network "$network" --swap "$ROOT/crates/testkit/kubelet-swap.sh" 2>&1 | tee "$run_dir/driver.out"
-set -e
+  --run-id "$run_id" --network "$network" --swap "$ROOT/crates/testkit/kubelet-swap.sh" \
+  >"$run_dir/driver.out" 2>&1 &
+driver_pid=$!
+tail -n +1 -f --pid="$driver_pid" "$run_dir/driver.out" &
+tail_pid=$!
+wait "$driver_pid" || true
+wait "$tail_pid" || true
+driver_pid=
 passed=$((passed + $(grep -c '^  PASS' "$run_dir/driver.out" || true)))
 failed=$((failed + $(grep -c '^  FAIL' "$run_dir/driver.out" || true)))
 grep -q '^pods: ' "$run_dir/driver.out" || fail "the driver did not finish"
 echo "  pods $(elapsed "$t")"
 
 step "summary"
-printf '  image %s bytes; logs of this run: %s\n' "$image_size" "$rcache/last-run/logs"
+printf '  image %s bytes; logs of this run: %s\n' "$image_size" "$rcache/last-run"
 printf '  whole script %s\n' "$(elapsed "$started")"
 echo "runtime: $passed passed, $failed failed"
 [ "$failed" = 0 ]
