@@ -15,8 +15,8 @@ variables, Grafana's variables replaced as Grafana would with "All" selected):
 
 import json
 import re
-import urllib.parse
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import promql_parser
