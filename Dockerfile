@@ -19,8 +19,17 @@
 #   crane digest gcr.io/distroless/static-debian12:nonroot
 # (digests as published in 2026-08; the Rust version matches the toolchain
 # the test suite runs, 1.95).
+#
+# Both are build arguments, for a build that cannot pull them (a mirror, an
+# air-gapped registry, or scripts/check-runtime.sh, which builds this file with
+# podman on local equivalents of the two): BUILDER_IMAGE must provide what
+# rust:*-slim-bookworm does (apt-get, rustup, cargo, gcc), RUNTIME_IMAGE what
+# distroless static:nonroot does (UID 65532 nonroot, CA certificates, no
+# shell). The label base.name records the one used.
+ARG BUILDER_IMAGE=rust:1.95.0-slim-bookworm@sha256:d7482085ff5b415f84dba5647ae71606650bdef00db7aeb69f4b3d170c3e4082
+ARG RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot@sha256:afa5c872c891853ca7fcf1f12c3edb23f7eeef36189728842dd51042ff57f7ab
 
-FROM rust:1.95.0-slim-bookworm@sha256:d7482085ff5b415f84dba5647ae71606650bdef00db7aeb69f4b3d170c3e4082 AS build
+FROM ${BUILDER_IMAGE} AS build
 
 # musl-gcc compiles ring's C and assembly for the static musl target; the rest
 # of the crate is pure Rust (rustls, no OpenSSL).
@@ -61,8 +70,10 @@ RUN touch src/main.rs src/lib.rs \
     && install -D -m 0755 "target/$(uname -m)-unknown-linux-musl/release/credagent" /out/credagent \
     && /out/credagent --version
 
-FROM gcr.io/distroless/static-debian12:nonroot@sha256:afa5c872c891853ca7fcf1f12c3edb23f7eeef36189728842dd51042ff57f7ab
+FROM ${RUNTIME_IMAGE}
 
+# The base named above: a global ARG is used in a stage once redeclared there.
+ARG RUNTIME_IMAGE
 # Set by the release build: the crate version, the commit, the repository URL.
 ARG VERSION=0.1.0
 ARG REVISION=unknown
@@ -74,8 +85,7 @@ LABEL org.opencontainers.image.title="credagent" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.base.name="gcr.io/distroless/static-debian12:nonroot" \
-      org.opencontainers.image.base.digest="sha256:afa5c872c891853ca7fcf1f12c3edb23f7eeef36189728842dd51042ff57f7ab"
+      org.opencontainers.image.base.name="${RUNTIME_IMAGE}"
 
 COPY --from=build /out/credagent /credagent
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what it needs, then
 # runs the format check, clippy, every test (unit, integration, real AWS SDK
-# and data-loader clients), the manifest and Helm chart checks, the admission
-# webhook's patches, a fuzz smoke run and a benchmark smoke run.
+# and data-loader clients), the image and the chart's Pods under podman with
+# Prometheus, the manifest and Helm chart checks, the admission webhook's
+# patches, a fuzz smoke run and a benchmark smoke run.
 # Each part ends with a line "NAME: N passed, M failed"; the last line sums them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,6 +77,9 @@ part cargo_tests
 
 step "the image's binary for x86_64 and aarch64 (qemu-user): static, no test kit, serving credentials"
 part ./scripts/check-image-binaries.sh
+
+step "the image and the chart's Pods under podman, the alerts and the dashboard under Prometheus"
+part ./scripts/check-runtime.sh
 
 step "interoperability suite: real AWS SDK clients against credagent sidecar and s3s-fs"
 part ./tests/interop/run.sh
