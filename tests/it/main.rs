@@ -22,5 +22,6 @@ mod tinyproxy;
 mod upstream;
 mod webhook;
 mod webhook_compat;
+mod webhook_memory;
 mod webhook_namespace;
 mod webhook_proxy;
