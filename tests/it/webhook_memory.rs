@@ -5,18 +5,29 @@
 //! without being built (the issue's 3 MiB review of tiny values peaked at
 //! 176 MB).
 //!
+//! Through the server: such reviews get 400/413 and their metric, and a
+//! request that finds the memory budget in use gets 503 with Retry-After.
+//!
 //! This module installs the test binary's global allocator: it counts the
 //! bytes each thread has allocated and their peak, which only the thread
 //! that asks reads, so the other tests running beside it are not disturbed.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::net::SocketAddr;
+use std::time::Duration;
 
+use bytes::Bytes;
 use credagent::webhook::mutate::review;
 use credagent::webhook::{self, Entry, InjectConfig, Upstream};
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::{CertificateDer, ServerName};
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
 
-use crate::webhook::fixture;
+use crate::webhook::{fixture, WebhookRig};
 
 /// The system allocator, counting per thread.
 struct Counting;
@@ -318,4 +329,122 @@ fn a_hostile_review_is_refused_without_being_built() {
     let (result, peak) = measure(|| review::parse(&deep).map(drop));
     assert_eq!(result, Err(review::ReviewError::TooDeep));
     assert!(peak < 64 * 1024, "{peak} bytes to refuse it");
+}
+
+/// The status, `Retry-After` and JSON body of one POST /mutate on a fresh
+/// connection; `Err` if the connection fails (the process died).
+pub async fn post(
+    addr: SocketAddr,
+    ca: &CertificateDer<'static>,
+    body: Vec<u8>,
+) -> Result<(u16, Option<String>, Value), String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(credagent_testkit::testing::client_config(ca))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = http::Request::post("/mutate")
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let rsp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = rsp.status().as_u16();
+    let retry = rsp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = rsp.into_body().collect().await.map_err(|e| e.to_string())?;
+    let json = serde_json::from_slice(&body.to_bytes()).unwrap_or(Value::Null);
+    Ok((status, retry, json))
+}
+
+/// Opens a TLS connection and sends a head announcing `len` bytes of body
+/// and only a few of them; the connection is kept open (a slow upload).
+async fn slow_upload(
+    addr: SocketAddr,
+    ca: &CertificateDer<'static>,
+    len: usize,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(credagent_testkit::testing::client_config(ca))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let head = format!("POST /mutate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n{{\"apiVersi");
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.flush().await.unwrap();
+    tls
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_refuses_costly_reviews_and_sheds_load_past_its_budget() {
+    let rig = WebhookRig::start(
+        &["--sidecar-image", "credagent:test", "--org-id", "org"],
+        None,
+    )
+    .await;
+    let (addr, ca) = (rig.webhook.addr, rig.ca.clone());
+    // Too deep (in a skipped member), too costly (thousands of containers
+    // in a 30 KB body), and a typical Pod: 400, 413, 200.
+    let pod = String::from_utf8(fixture("bare-pod.json")).unwrap();
+    let deep = pod.replacen(
+        "\"userInfo\": {",
+        &format!(
+            "\"userInfo\": {{\"x\": {}{}, ",
+            "[".repeat(70),
+            "]".repeat(70)
+        ),
+        1,
+    );
+    let costly = pod.replacen(
+        "\"spec\": {",
+        &format!("\"spec\": {{\"initContainers\": {}, ", list("{}", 2_000)),
+        1,
+    );
+    for (body, want, reason) in [(deep, 400, "too_deep"), (costly, 413, "too_costly")] {
+        let (status, _, answer) = post(addr, &ca, body.into_bytes()).await.unwrap();
+        assert_eq!(status, want, "{answer}");
+        assert!(answer["message"].is_string(), "{answer}");
+        assert_eq!(rig.admissions("error", reason), 1.0);
+    }
+    // Two slow uploads of 3 MiB hold 6 of the 8 MiB bodies may use at once:
+    // a third waits 1 s for room, then gets 503 with Retry-After; a small
+    // body still fits, and once the uploads are gone, so does a large one.
+    let mut uploads = Vec::new();
+    for _ in 0..2 {
+        uploads.push(slow_upload(addr, &ca, 3 << 20).await);
+    }
+    let started = tokio::time::Instant::now();
+    let mut third = slow_upload(addr, &ca, 3 << 20).await;
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut answer))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).to_lowercase();
+    assert!(answer.starts_with("http/1.1 503"), "{answer}");
+    assert!(answer.contains("\r\nretry-after: 1\r\n"), "{answer}");
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(rig.admissions("error", "overloaded"), 1.0);
+    let mut big = fixture("bare-pod.json");
+    big.resize(3 << 20, b' ');
+    let (status, _, _) = post(addr, &ca, fixture("bare-pod.json")).await.unwrap();
+    assert_eq!(status, 200);
+    drop(uploads);
+    let mut status = 0;
+    for _ in 0..100 {
+        status = post(addr, &ca, big.clone()).await.unwrap().0;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200);
+    rig.stop().await;
 }

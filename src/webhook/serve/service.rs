@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::budget::Budget;
 use super::server::MutateRoutes;
 use super::tls::{run_reloader, server_config, CertError, CertFiles, CertStore, POLL_INTERVAL};
 use crate::config::WebhookConfig;
@@ -176,6 +177,7 @@ impl Webhook {
             metrics: webhook_metrics,
             max_body_bytes: config.max_body_bytes,
             body_timeout: config.body_timeout,
+            budget: Budget::new(config.max_body_bytes),
         };
         tasks.spawn(server::serve_with(
             listener,
