@@ -21,6 +21,7 @@ mod surfaces;
 mod tinyproxy;
 mod upstream;
 mod webhook;
+mod webhook_cgroup;
 mod webhook_compat;
 mod webhook_memory;
 mod webhook_namespace;
