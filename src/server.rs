@@ -22,8 +22,9 @@ pub use self::admin::{AdminRoutes, Health};
 pub use self::auth::AuthToken;
 pub use self::credentials::{CredentialsRoutes, CREDENTIALS_PATH};
 pub use self::listener::{
-    bind, serve, serve_with, BindError, Connections, Gate, Handshake, Limits, Plain, DRAIN_GRACE,
-    HEADER_READ_TIMEOUT, LISTEN_BACKLOG, MAX_CONNECTIONS, MAX_HEAD_BYTES,
+    bind, serve, serve_with, BindError, Connections, Gate, Handshake, Limits, Plain, Writes,
+    DRAIN_GRACE, HEADER_READ_TIMEOUT, LISTEN_BACKLOG, MAX_CONNECTIONS, MAX_HEAD_BYTES,
+    TLS_SEND_BUFFER,
 };
 pub use self::routes::{
     error, internal_error, method_not_allowed, retry_later, text, text_owned, Answer, Body, Routes,

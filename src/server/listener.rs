@@ -187,11 +187,15 @@ impl Handshake for Plain {
     }
 }
 
+/// Bytes of encrypted records a TLS connection holds that the kernel has
+/// not taken (rustls's default is 64 KiB): one full record.
+pub const TLS_SEND_BUFFER: usize = 16 * 1024;
+
 impl Handshake for tokio_rustls::TlsAcceptor {
     type Io = tokio_rustls::server::TlsStream<TcpStream>;
 
     fn handshake(&self, tcp: TcpStream) -> impl Future<Output = std::io::Result<Self::Io>> + Send {
-        self.accept(tcp)
+        self.accept_with(tcp, |tls| tls.set_buffer_limit(Some(TLS_SEND_BUFFER)))
     }
 }
 
@@ -203,6 +207,31 @@ pub struct Connections<H> {
     /// How long a connection may wait for (all of) a request's head, idle
     /// keep-alive time included. [`HEADER_READ_TIMEOUT`] for [`serve`].
     pub header_read_timeout: Duration,
+    /// How answers are written: [`Writes::Joined`] for [`serve`].
+    pub writes: Writes,
+}
+
+/// How a connection writes its answers, and so where the bytes a client
+/// has not taken yet wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writes {
+    /// Head and body copied into the connection's write buffer and sent in
+    /// one write(2), which costs less than writev(2) of the two; the
+    /// kernel's send buffer grows as it sees fit (up to `tcp_wmem`'s
+    /// maximum, 4 MiB by default). For small answers: the write buffer
+    /// keeps the size of the largest answer as long as the connection
+    /// lives, and the kernel takes whole answers off the process's hands.
+    Joined,
+    /// The body written from its own buffer (hyper's writev queue), and the
+    /// kernel's send buffer fixed at `send_buffer` bytes (`SO_SNDBUF`,
+    /// which Linux doubles and which stops it growing): what a client has
+    /// not taken stays in the answer, where the routes count it (the
+    /// webhook's memory budget), and at most twice `send_buffer` more waits
+    /// in the kernel (plus [`TLS_SEND_BUFFER`] behind TLS).
+    FromAnswer {
+        /// The kernel's send buffer, bytes (as asked; Linux doubles it).
+        send_buffer: usize,
+    },
 }
 
 /// Serves `routes` on `listener` until `shutdown`, then drains open
@@ -220,6 +249,7 @@ pub async fn serve<R: Routes>(
     let plain = Connections {
         handshake: Plain,
         header_read_timeout: HEADER_READ_TIMEOUT,
+        writes: Writes::Joined,
     };
     serve_with(listener, routes, metrics, shutdown, gate, plain).await;
 }
@@ -250,9 +280,7 @@ pub async fn serve_with<R: Routes, H: Handshake>(
         .header_read_timeout(connections.header_read_timeout)
         .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(true)
-        // Answers are small: one write(2) of head and body together costs
-        // less than writev(2) of the two.
-        .writev(false);
+        .writev(matches!(connections.writes, Writes::FromAnswer { .. }));
     let builder = Arc::new(builder);
     loop {
         let permit = tokio::select! {
@@ -286,6 +314,11 @@ pub async fn serve_with<R: Routes, H: Handshake>(
             },
         };
         let _ = stream.set_nodelay(true);
+        if let Writes::FromAnswer { send_buffer } = connections.writes {
+            if let Err(e) = socket2::SockRef::from(&stream).set_send_buffer_size(send_buffer) {
+                debug!(%peer, error = %e, "cannot set the send buffer's size");
+            }
+        }
         let routes = routes.clone();
         let svc_metrics = metrics.clone();
         let svc = service_fn(move |req: Request<Incoming>| {

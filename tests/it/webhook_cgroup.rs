@@ -2,10 +2,14 @@
 //! 64 MiB limit: hostile AdmissionReviews (the 3 MiB of tiny
 //! values, the same values in the Pod, nesting past the limit), a real Pod
 //! of about 1 MB and a typical one, one after the other and then all at
-//! once. The process must survive, stay under its limit without an OOM
-//! kill, refuse the hostile ones (400/413, or 503 with Retry-After when its
-//! memory budget is in use) and keep answering the real ones. Before the
-//! bounded reader, the first hostile review got it OOM-killed.
+//! once; then answers a client never reads. The process must survive, stay
+//! under its limit without an OOM kill, refuse the hostile ones (400/413,
+//! or 503 with Retry-After when its memory budget is in use) and keep
+//! answering the real ones. Before the bounded reader, the first hostile
+//! review got it OOM-killed; before answers were written from their own
+//! buffer, about 160 unread ones did (each kept in the connection's
+//! write buffer); with that but the kernel's send buffer left to grow, the
+//! kernel took every answer whole and none was ever refused.
 //!
 //! Needs root (a cgroup v1 memory controller at /sys/fs/cgroup/memory, as
 //! on CI's machines): skipped with the reason printed otherwise, a failure
@@ -15,6 +19,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpSocket;
 
 use crate::support::{free_port, request, test_pki};
 use crate::webhook::fixture;
@@ -100,6 +108,43 @@ fn peak_rss_kib(pid: u32) -> u64 {
             line.split_whitespace().nth(1)?.parse().ok()
         })
         .unwrap_or(0)
+}
+
+/// Sends `body` from a socket with a 4 KiB receive buffer and reads only
+/// the status line of the answer; returns the status and the connection,
+/// left open with the rest of the answer unread.
+async fn unread_answer(
+    addr: SocketAddr,
+    ca: &CertificateDer<'static>,
+    body: &[u8],
+) -> Result<(u16, tokio_rustls::client::TlsStream<tokio::net::TcpStream>), String> {
+    let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    socket
+        .set_recv_buffer_size(4096)
+        .map_err(|e| e.to_string())?;
+    let tcp = socket.connect(addr).await.map_err(|e| e.to_string())?;
+    let mut tls = tokio_rustls::TlsConnector::from(credagent_testkit::testing::client_config(ca))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let head = format!(
+        "POST /mutate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    tls.write_all(body).await.map_err(|e| e.to_string())?;
+    let mut status = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(30), tls.read_exact(&mut status))
+        .await
+        .map_err(|_| "no answer in 30 s".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let code = std::str::from_utf8(&status[9..12])
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("not a status line: {status:?}"))?;
+    Ok((code, tls))
 }
 
 /// Kills the webhook when the test ends, however it ends.
@@ -250,11 +295,66 @@ async fn the_webhook_outlives_hostile_reviews_inside_its_memory_limit() {
         answered.contains_key(&("large", 200)) && answered.contains_key(&("typical", 200)),
         "{answered:?}"
     );
+    let burst_kib = peak_rss_kib(pid);
     // Still serving.
     let (status, _, _) = post(addr, &pki.ca_der, fixture("bare-pod.json"))
         .await
         .unwrap();
     assert_eq!(status, 200);
+
+    // Answers never read: a review of 600 containers has a ~310 KB answer;
+    // its client reads the status line only. Each answer keeps its share of
+    // the budget until the client has taken it (all but a few dozen KB, in
+    // the kernel's and TLS's send buffers), so the budget fills and the
+    // next review is told to retry; once those clients are gone, reviews
+    // are answered.
+    let containers: Vec<String> = (0..600).map(|i| format!("{{\"name\":\"c{i}\"}}")).collect();
+    let many = pod
+        .replacen(
+            "\"spec\": {",
+            &format!(
+                "\"spec\": {{\"initContainers\": [{}], ",
+                containers.join(",")
+            ),
+            1,
+        )
+        .into_bytes();
+    let (status, _, answer) = post(addr, &pki.ca_der, many.clone()).await.unwrap();
+    assert_eq!(status, 200);
+    let answer_bytes = answer.to_string().len();
+    assert!(answer_bytes > 300_000, "{answer_bytes}");
+    let mut unread = Vec::new();
+    let mut shed = false;
+    for _ in 0..200 {
+        let (status, connection) = unread_answer(addr, &pki.ca_der, &many)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{} answers left unread, then no answer ({e}); OOM kills: {}",
+                    unread.len(),
+                    cgroup.oom_kills()
+                )
+            });
+        unread.push(connection);
+        if status == 503 {
+            shed = true;
+            break;
+        }
+        assert_eq!(status, 200);
+    }
+    assert!(shed, "200 answers left unread and none refused");
+    let held = unread.len() - 1;
+    let unread_kib = peak_rss_kib(pid);
+    drop(unread);
+    // Each attempt waits up to the budget's 1 s for room before a 503.
+    let mut status = 0;
+    for _ in 0..10 {
+        status = post(addr, &pki.ca_der, many.clone()).await.unwrap().0;
+        if status == 200 {
+            break;
+        }
+    }
+    assert_eq!(status, 200, "after {held} unread answers were dropped");
 
     assert!(
         webhook.0.try_wait().unwrap().is_none(),
@@ -268,10 +368,11 @@ async fn the_webhook_outlives_hostile_reviews_inside_its_memory_limit() {
     assert_eq!(cgroup.oom_kills(), 0);
     assert!(max_usage < LIMIT, "{max_usage}");
     println!(
-        "webhook in a {} MiB cgroup: VmHWM {} KiB after the sequence, {} KiB after the burst {answered:?}; cgroup max usage {} KiB",
+        "webhook in a {} MiB cgroup: VmHWM {} KiB after the sequence, {} KiB after the burst {answered:?}, {} KiB after {held} unread answers of {answer_bytes} B; cgroup max usage {} KiB",
         LIMIT >> 20,
         sequential_kib,
-        peak_rss_kib(pid),
+        burst_kib,
+        unread_kib,
         max_usage >> 10
     );
     drop(webhook);

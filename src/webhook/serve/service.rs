@@ -11,12 +11,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::budget::Budget;
+use super::budget::{Budget, SEND_BUFFER};
 use super::server::MutateRoutes;
 use super::tls::{run_reloader, server_config, CertError, CertFiles, CertStore, POLL_INTERVAL};
 use crate::config::WebhookConfig;
 use crate::metrics::{Metrics, MetricsError, ServerMetrics, WebhookMetrics};
-use crate::server::{self, AdminRoutes, Connections, Gate, Health, Limits};
+use crate::server::{self, AdminRoutes, Connections, Gate, Health, Limits, Writes};
 use crate::webhook::compat::kube::{KubeClient, KubeConfig};
 use crate::webhook::compat::kube_wire::KubeError;
 use crate::webhook::compat::sa_cache::{
@@ -188,6 +188,10 @@ impl Webhook {
             Connections {
                 handshake: tls,
                 header_read_timeout: KEEP_ALIVE_TIMEOUT,
+                // An answer keeps its share of the budget until written.
+                writes: Writes::FromAnswer {
+                    send_buffer: SEND_BUFFER,
+                },
             },
         ));
         tasks.spawn(server::serve(
