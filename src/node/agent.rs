@@ -254,11 +254,10 @@ impl Node {
         );
         // One gate for every credentials listener: the cap is the agent's,
         // sized to its memory limit, whichever address a Pod uses.
-        let gate = Gate::new(Limits {
-            grace: server::DRAIN_GRACE,
-            max_connections: config.max_connections,
-            max_per_source: Some(config.sources.max_connections),
-        });
+        let limits =
+            Limits::credentials(config.max_connections, Some(config.sources.max_connections));
+        let admin = Limits::admin();
+        let gate = Gate::new(limits);
         let mut tasks = JoinSet::new();
         for listener in listeners {
             tasks.spawn(server::serve(
@@ -277,7 +276,7 @@ impl Node {
             }),
             server_metrics,
             shutdown,
-            Gate::new(Limits::default()),
+            Gate::new(admin),
         ));
         Ok(Self {
             addrs,

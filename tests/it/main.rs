@@ -6,6 +6,7 @@ mod botocore;
 mod faults;
 mod layering;
 mod link;
+mod listeners;
 mod node;
 mod node_cache;
 mod node_verify;
