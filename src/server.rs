@@ -15,7 +15,7 @@
 //!   rate-limited.
 //! - `listener`: [`bind`], [`serve`] (plain TCP), [`serve_with`] (through a
 //!   [`Handshake`], e.g. TLS).
-
+//! - `descriptors`: the open-file limit, raised at start.
 //! - `routes`: the [`Routes`] trait and the shared answers.
 //! - `credentials`, `admin`: the sidecar's credentials route and the admin
 //!   routes of every mode; `auth`: the caller's auth token.
@@ -25,6 +25,7 @@ mod admin;
 pub mod auth;
 mod conn;
 mod credentials;
+pub mod descriptors;
 mod gate;
 mod limits;
 mod listener;

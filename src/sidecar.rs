@@ -162,6 +162,11 @@ impl Sidecar {
             server::Limits::credentials(config.max_connections, None).with_grace(grace);
         let imds_limits = server::Limits::imds().with_grace(grace);
         let admin = server::Limits::admin().with_grace(grace);
+        server::descriptors::check(
+            credentials.max_connections
+                + admin.max_connections
+                + imds_addr.map_or(0, |_| imds_limits.max_connections),
+        );
         let mut tasks = JoinSet::new();
         tasks.spawn(refresher.run(shutdown.clone()));
         tasks.spawn(server::serve(

@@ -25,7 +25,7 @@ use crate::metrics::{
 use crate::node::verify::{IssuerConfig, KeyVerifier, Verify};
 use crate::outbound::{BuildError, Outbound};
 use crate::refresh::{Engine, Jitter};
-use crate::server::{self, AdminRoutes, BindError, Gate, Health, Limits};
+use crate::server::{self, descriptors, AdminRoutes, BindError, Gate, Health, Limits};
 
 /// Overrides for tests; the defaults are production's.
 #[derive(Default)]
@@ -257,6 +257,7 @@ impl Node {
         let limits =
             Limits::credentials(config.max_connections, Some(config.sources.max_connections));
         let admin = Limits::admin();
+        descriptors::check(limits.max_connections + admin.max_connections);
         let gate = Gate::new(limits);
         let mut tasks = JoinSet::new();
         for listener in listeners {

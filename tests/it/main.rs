@@ -3,6 +3,7 @@
 mod abuse;
 mod binary;
 mod botocore;
+mod descriptors;
 mod faults;
 mod layering;
 mod link;

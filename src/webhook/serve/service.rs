@@ -169,6 +169,7 @@ impl Webhook {
         let grace = options.grace.unwrap_or(server::DRAIN_GRACE);
         let limits = Limits::webhook(config.max_connections, KEEP_ALIVE_TIMEOUT).with_grace(grace);
         let admin = Limits::admin().with_grace(grace);
+        server::descriptors::check(limits.max_connections + admin.max_connections);
         let routes = MutateRoutes {
             config: Arc::new(inject),
             accounts: accounts.clone(),
