@@ -15,6 +15,8 @@
 //!   rate-limited.
 //! - `listener`: [`bind`], [`serve`] (plain TCP), [`serve_with`] (through a
 //!   [`Handshake`], e.g. TLS).
+//! - `host`: the request-target checks (`Host`, absolute-form) of the
+//!   listeners that answer only to their own addresses.
 //! - `descriptors`: the open-file limit, raised at start.
 //! - `routes`: the [`Routes`] trait and the shared answers.
 //! - `credentials`, `admin`: the sidecar's credentials route and the admin
@@ -27,6 +29,7 @@ mod conn;
 mod credentials;
 pub mod descriptors;
 mod gate;
+pub mod host;
 mod limits;
 mod listener;
 mod routes;

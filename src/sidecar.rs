@@ -187,7 +187,7 @@ impl Sidecar {
             }
             tasks.spawn(server::serve(
                 listener,
-                Arc::new(ImdsRoutes::new(store.clone(), imds.clone())),
+                Arc::new(ImdsRoutes::new(store.clone(), imds.clone(), addr)),
                 server_metrics.clone(),
                 shutdown.clone(),
                 server::Gate::new(imds_limits),

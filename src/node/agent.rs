@@ -14,7 +14,7 @@ use super::fair::FairSlots;
 use super::fill::Filler;
 use super::health::{NodeHealth, Ready, UpstreamHealth};
 use super::resolve::Resolver;
-use super::routes::{allowed_hosts, NodeRoutes};
+use super::routes::NodeRoutes;
 use super::sources::{MissBudget, MissLimiter};
 use crate::clock::{self, SharedClock};
 use crate::config::NodeConfig;
@@ -25,6 +25,7 @@ use crate::metrics::{
 use crate::node::verify::{IssuerConfig, KeyVerifier, Verify};
 use crate::outbound::{BuildError, Outbound};
 use crate::refresh::{Engine, Jitter};
+use crate::server::host::HostNames;
 use crate::server::{self, descriptors, AdminRoutes, BindError, Gate, Health, Limits};
 
 /// Overrides for tests; the defaults are production's.
@@ -238,8 +239,8 @@ impl Node {
         )?;
         let server_metrics = Arc::new(ServerMetrics::register(&service.metrics)?);
         let routes = Arc::new(service.routes(&config.listen));
-        if allowed_hosts(&config.listen).is_none() {
-            warn!("a credentials listener is on a wildcard address: the Host header cannot be checked (DNS-rebinding protection is off)");
+        if HostNames::of(&config.listen).is_none() {
+            warn!("a credentials listener is on a wildcard address: the Host header cannot be checked against it (DNS-rebinding protection is off)");
         }
         info!(
             listen = ?addrs,

@@ -20,6 +20,7 @@ mod rotation;
 mod server;
 mod support;
 mod surfaces;
+mod targets;
 mod tinyproxy;
 mod upstream;
 mod webhook;
