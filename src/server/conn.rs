@@ -4,8 +4,7 @@
 //! gate's signal to close it. One atomic word for the phase and its start,
 //! so the gate reads a consistent pair without a lock.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -35,15 +34,6 @@ pub struct Conn {
     /// Its task has waited for the client (why that matters: `gate`).
     waited: AtomicBool,
     shed: Notify,
-    waiters: Arc<Waiters>,
-}
-
-/// Admissions waiting for a slot, woken when one frees or a connection
-/// becomes sheddable.
-#[derive(Debug, Default)]
-pub(super) struct Waiters {
-    pub(super) freed: Notify,
-    pub(super) waiting: AtomicUsize,
 }
 
 /// What may be shed, at one moment.
@@ -69,13 +59,12 @@ impl Phase {
 // === impl Conn ===
 
 impl Conn {
-    pub(super) fn new(phase: Phase, epoch: Instant, waiters: Arc<Waiters>) -> Self {
+    pub(super) fn new(phase: Phase, epoch: Instant) -> Self {
         Self {
             state: AtomicU64::new(pack(phase, epoch)),
             epoch,
             waited: AtomicBool::new(false),
             shed: Notify::new(),
-            waiters,
         }
     }
 
@@ -89,10 +78,6 @@ impl Conn {
     /// Moves to `phase`, from now.
     pub fn enter(&self, phase: Phase) {
         self.state.store(pack(phase, self.epoch), Ordering::Release);
-        // A waiting admission may now shed this one.
-        if phase == Phase::Idle && self.waiters.waiting.load(Ordering::Acquire) > 0 {
-            self.waiters.freed.notify_waiters();
-        }
     }
 
     /// Bytes arrived: an idle connection starts receiving a head.
@@ -129,17 +114,6 @@ impl Conn {
             (Phase::Busy, _) => None,
             (Phase::Idle, since) => Some(since),
             (_, since) => (since + rule.shed_after <= rule.now).then_some(since),
-        }
-    }
-
-    /// When `rule` will let it be shed, if it cannot be now but will
-    /// without a change of phase.
-    pub(super) fn ripens(&self, rule: Rule) -> Option<Instant> {
-        match self.phase() {
-            (Phase::Handshake | Phase::Head, since) if self.waited.load(Ordering::Relaxed) => {
-                Some(since + rule.shed_after).filter(|at| *at > rule.now)
-            }
-            _ => None,
         }
     }
 }

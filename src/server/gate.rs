@@ -26,13 +26,14 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::conn::{Conn, Phase, Rule, Waiters};
+use super::conn::{Conn, Phase, Rule};
 use super::limits::Limits;
 use crate::metrics::ListenerMetrics;
 
@@ -46,8 +47,15 @@ pub struct Gate {
 struct Inner {
     limits: Limits,
     table: Mutex<Table>,
-    waiters: Arc<Waiters>,
+    waiters: Waiters,
     epoch: Instant,
+}
+
+/// Admissions waiting for a slot, woken when one frees.
+#[derive(Debug, Default)]
+struct Waiters {
+    freed: Notify,
+    waiting: AtomicUsize,
 }
 
 /// The open connections by source.
@@ -70,11 +78,16 @@ pub struct Slot {
     conn: Arc<Conn>,
 }
 
+/// How often a full listener with nothing to shed looks again (a
+/// connection may have turned idle, or its head have taken long enough):
+/// a scan of its connections, at most this often while it stays full,
+/// rather than one each time any connection changes phase.
+const RECHECK: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// What [`Table::decide`] found.
 enum Decision {
     Admit,
-    /// Until a slot frees, a connection turns idle, or (`Some`) the moment
-    /// a connection becomes sheddable.
+    /// Until a slot frees, or (`Some`) until then: the next look.
     Wait(Option<Instant>),
     Refuse,
     Shed(&'static str),
@@ -107,7 +120,7 @@ impl Gate {
             inner: Arc::new(Inner {
                 limits,
                 table: Mutex::default(),
-                waiters: Arc::default(),
+                waiters: Waiters::default(),
                 epoch: Instant::now(),
             }),
         }
@@ -124,8 +137,8 @@ impl Gate {
     /// holds its share, every one of them answering a request.
     pub async fn admit(&self, ip: IpAddr, phase: Phase, metrics: &ListenerMetrics) -> Option<Slot> {
         let waiters = &self.inner.waiters;
-        // Counted from before the first look, so that no slot freed (or
-        // connection turned idle) after it goes unnoticed.
+        // Counted from before the first look, so that no slot freed after
+        // it goes unnoticed.
         let _waiting = Waiting::new(waiters);
         loop {
             let freed = waiters.freed.notified();
@@ -143,10 +156,10 @@ impl Gate {
                     freed.await;
                 }
                 Decision::Wait(None) => freed.await,
-                Decision::Wait(Some(ripe)) => {
+                Decision::Wait(Some(again)) => {
                     tokio::select! {
                         _ = freed => {}
-                        _ = tokio::time::sleep_until(ripe) => {}
+                        _ = tokio::time::sleep_until(again) => {}
                     }
                 }
             }
@@ -154,11 +167,7 @@ impl Gate {
     }
 
     fn insert(&self, ip: IpAddr, phase: Phase) -> Slot {
-        let conn = Arc::new(Conn::new(
-            phase,
-            self.inner.epoch,
-            self.inner.waiters.clone(),
-        ));
+        let conn = Arc::new(Conn::new(phase, self.inner.epoch));
         let mut table = self.inner.table.lock();
         table.open += 1;
         table.sources.entry(ip).or_default().push(Entry {
@@ -224,14 +233,7 @@ impl Table {
             if victim.is_some_and(|(_, ip)| self.shed_from(ip, rule)) {
                 return Decision::Shed("full");
             }
-            let ripens = self
-                .sources
-                .values()
-                .flatten()
-                .filter(|e| !e.shedding)
-                .filter_map(|e| e.conn.ripens(rule))
-                .min();
-            return Decision::Wait(ripens);
+            return Decision::Wait(Some(rule.now + RECHECK));
         }
         if self.open >= limits.max_connections {
             return Decision::Wait(None);

@@ -173,10 +173,10 @@ async fn on_a_herd_listener_a_head_is_shed_only_once_it_has_taken_long() {
     };
     let started = Instant::now();
     head.conn().shed().await;
-    assert_eq!(
-        started.elapsed(),
-        shed_after,
-        "shed exactly when it ripened"
+    let waited = started.elapsed();
+    assert!(
+        waited >= shed_after && waited <= shed_after + RECHECK,
+        "shed after {waited:?}"
     );
     assert!(!admit.is_finished());
     drop(head);
