@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # credagent benchmarks (BENCHMARKS.md): installs what it needs, builds, runs
-# the seven sections, prints one table and writes target/bench/results.md.
+# its sections, prints one table and writes target/bench/results.md.
 #
 #   bench/run.sh            full run: release build, ~15 minutes
 #   bench/run.sh --smoke    tiny configuration on the debug build (what the

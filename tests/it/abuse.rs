@@ -110,7 +110,7 @@ async fn request_smuggling_shapes_are_refused() {
 }
 
 #[tokio::test]
-async fn the_connection_cap_holds_extra_clients_back() {
+async fn a_full_listener_sheds_its_oldest_waiting_connection_for_a_newcomer() {
     let rig = Rig::start(RigOptions {
         max_connections: 2,
         ..RigOptions::default()
@@ -119,7 +119,7 @@ async fn the_connection_cap_holds_extra_clients_back() {
     rig.sidecar.store.wait_servable().await;
     // Two clients hold both slots with half-sent requests.
     let mut held = Vec::new();
-    for _ in 0..2 {
+    for n in 1..=2 {
         let mut s = TcpStream::connect(rig.sidecar.credentials_addr)
             .await
             .unwrap();
@@ -127,8 +127,15 @@ async fn the_connection_cap_holds_extra_clients_back() {
             .await
             .unwrap();
         held.push(s);
+        crate::support::until("the sidecar to take it", || {
+            crate::support::metric(
+                &crate::support::scrape(&rig.sidecar),
+                "credagent_open_connections",
+            ) >= Some(n as f64)
+        })
+        .await;
     }
-    // A third is accepted by the kernel but not served while they hold.
+    // A third is served at once: the oldest half-request makes room.
     let mut third = TcpStream::connect(rig.sidecar.credentials_addr)
         .await
         .unwrap();
@@ -137,14 +144,17 @@ async fn the_connection_cap_holds_extra_clients_back() {
         .await
         .unwrap();
     let mut buf = Vec::new();
-    let early = tokio::time::timeout(Duration::from_millis(300), third.read_to_end(&mut buf)).await;
-    assert!(early.is_err() && buf.is_empty(), "served beyond the cap");
-    // One slot frees up: the third is served.
-    drop(held.pop());
-    tokio::time::timeout(Duration::from_secs(10), third.read_to_end(&mut buf))
+    tokio::time::timeout(Duration::from_secs(3), third.read_to_end(&mut buf))
         .await
-        .unwrap()
+        .expect("served without waiting for a slot")
         .unwrap();
     assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 404"));
+    let mut byte = [0u8; 1];
+    let oldest = tokio::time::timeout(Duration::from_secs(3), held[0].read(&mut byte))
+        .await
+        .expect("the oldest is closed");
+    assert!(matches!(oldest, Ok(0) | Err(_)), "{oldest:?}");
+    let younger = tokio::time::timeout(Duration::from_millis(200), held[1].read(&mut byte)).await;
+    assert!(younger.is_err(), "the younger is kept: {younger:?}");
     rig.stop().await;
 }

@@ -14,9 +14,13 @@
 //!
 //! An answer's bytes hold its share until the client has taken them: the
 //! listener writes it from its own buffer and lets the kernel hold at most
-//! twice [`SEND_BUFFER`] of it (`server::Writes::FromAnswer`), rustls at most
-//! `server::TLS_SEND_BUFFER`. A client that stops reading keeps its share
-//! until its connection closes; the pool then sheds newcomers with 503.
+//! twice [`WEBHOOK_SEND_BUFFER`](crate::server::WEBHOOK_SEND_BUFFER) of it
+//! ([`Writes::FromAnswer`](crate::server::Writes::FromAnswer)), rustls at
+//! most [`TLS_SEND_BUFFER`](crate::server::TLS_SEND_BUFFER). A client that
+//! stops reading keeps its share until the listener's send timeout
+//! ([`SEND_TIMEOUT`](crate::server::SEND_TIMEOUT), 10 s without progress)
+//! closes its connection; while such clients fill the pool, newcomers get
+//! 503.
 //!
 //! A request that cannot get its share within [`WAIT`] is answered 503 with
 //! `Retry-After` (what Envoy's overload manager does): the API server's
@@ -43,12 +47,6 @@ pub const BODY_POOL: usize = 8 * 1024 * 1024;
 /// Bytes of reviews being read and answered at once: one of the largest
 /// cost a review may have ([`MAX_COST`]).
 pub const READ_POOL: usize = MAX_COST as usize;
-/// The kernel's send buffer of an HTTPS connection, as asked (`SO_SNDBUF`;
-/// Linux doubles it and then never grows it): what it holds of an answer
-/// has left the budget, so it is small, yet a typical answer (a few KB)
-/// fits whole and the largest (~730 KB for 1,400 containers) takes a few
-/// dozen round trips of a millisecond or less inside a cluster.
-pub const SEND_BUFFER: usize = 16 * 1024;
 /// The longest a request waits for its share of a pool.
 pub const WAIT: Duration = Duration::from_secs(1);
 /// The `Retry-After` of a 503 (seconds): well inside the 5 s the chart's
