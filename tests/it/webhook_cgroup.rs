@@ -5,11 +5,12 @@
 //! once; then answers a client never reads. The process must survive, stay
 //! under its limit without an OOM kill, refuse the hostile ones (400/413,
 //! or 503 with Retry-After when its memory budget is in use) and keep
-//! answering the real ones. Before the bounded reader, the first hostile
-//! review got it OOM-killed; before answers were written from their own
-//! buffer, about 160 unread ones did (each kept in the connection's
-//! write buffer); with that but the kernel's send buffer left to grow, the
-//! kernel took every answer whole and none was ever refused.
+//! answering the real ones, and close connections whose answers are not
+//! read. Before the bounded reader, the first hostile review got it
+//! OOM-killed; before answers were written from their own buffer, about
+//! 160 unread ones did (each kept in the connection's write buffer); with
+//! that but the kernel's send buffer left to grow, the kernel took every
+//! answer whole and none was ever refused.
 //!
 //! Needs root (a cgroup v1 memory controller at /sys/fs/cgroup/memory, as
 //! on CI's machines): skipped with the reason printed otherwise, a failure
@@ -20,11 +21,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use credagent::server::SEND_TIMEOUT;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpSocket;
 
-use crate::support::{free_port, request, test_pki};
+use crate::support::{free_port, metric, request, test_pki};
 use crate::webhook::fixture;
 use crate::webhook_memory::{large_pod, post};
 
@@ -70,6 +72,14 @@ impl Cgroup {
     fn read(&self, file: &str) -> String {
         std::fs::read_to_string(self.0.join(file))
             .unwrap_or_else(|e| panic!("{}/{file}: {e}", self.0.display()))
+    }
+
+    /// The group's peak usage since it was made or this was last called,
+    /// bytes; the peak then starts again from the current usage.
+    fn peak(&self) -> u64 {
+        let peak = self.read("memory.max_usage_in_bytes").trim().parse();
+        self.write("memory.max_usage_in_bytes", "0");
+        peak.unwrap_or(u64::MAX)
     }
 
     /// The `oom_kill` count of `memory.oom_control`.
@@ -263,7 +273,7 @@ async fn the_webhook_outlives_hostile_reviews_inside_its_memory_limit() {
             assert!(answer["response"]["patch"].is_string(), "{name}: {answer}");
         }
     }
-    let sequential_kib = peak_rss_kib(pid);
+    let sequential = cgroup.peak();
 
     // All at once: each answered, or told to retry while the budget is in use.
     let mut sent = tokio::task::JoinSet::new();
@@ -295,7 +305,7 @@ async fn the_webhook_outlives_hostile_reviews_inside_its_memory_limit() {
         answered.contains_key(&("large", 200)) && answered.contains_key(&("typical", 200)),
         "{answered:?}"
     );
-    let burst_kib = peak_rss_kib(pid);
+    let burst = cgroup.peak();
     // Still serving.
     let (status, _, _) = post(addr, &pki.ca_der, fixture("bare-pod.json"))
         .await
@@ -306,8 +316,10 @@ async fn the_webhook_outlives_hostile_reviews_inside_its_memory_limit() {
     // its client reads the status line only. Each answer keeps its share of
     // the budget until the client has taken it (all but a few dozen KB, in
     // the kernel's and TLS's send buffers), so the budget fills and the
-    // next review is told to retry; once those clients are gone, reviews
-    // are answered.
+    // next review is told to retry. The webhook closes a connection whose
+    // answer makes no progress for its send timeout, giving the share
+    // back: the same review is answered again while those clients still
+    // hold their ends.
     let containers: Vec<String> = (0..600).map(|i| format!("{{\"name\":\"c{i}\"}}")).collect();
     let many = pod
         .replacen(
@@ -344,36 +356,49 @@ async fn the_webhook_outlives_hostile_reviews_inside_its_memory_limit() {
     }
     assert!(shed, "200 answers left unread and none refused");
     let held = unread.len() - 1;
-    let unread_kib = peak_rss_kib(pid);
-    drop(unread);
+    let timed_out = || async {
+        let scrape = request(admin, None, "GET", "/metrics", &[], "")
+            .await
+            .unwrap();
+        metric(
+            &scrape.body,
+            r#"credagent_connection_timeouts_total{listener="webhook",phase="send"}"#,
+        )
+        .unwrap_or(0.0)
+    };
+    assert_eq!(timed_out().await, 0.0, "closed before the send timeout");
     // Each attempt waits up to the budget's 1 s for room before a 503.
-    let mut status = 0;
-    for _ in 0..10 {
-        status = post(addr, &pki.ca_der, many.clone()).await.unwrap().0;
-        if status == 200 {
-            break;
+    let deadline = tokio::time::Instant::now() + SEND_TIMEOUT + Duration::from_secs(10);
+    let status = loop {
+        let status = post(addr, &pki.ca_der, many.clone()).await.unwrap().0;
+        if status == 200 || tokio::time::Instant::now() > deadline {
+            break status;
         }
-    }
-    assert_eq!(status, 200, "after {held} unread answers were dropped");
+    };
+    assert_eq!(status, 200, "{held} answers unread for {SEND_TIMEOUT:?}");
+    assert!(timed_out().await >= 1.0, "answered, yet no send timed out");
+    drop(unread);
 
     assert!(
         webhook.0.try_wait().unwrap().is_none(),
         "the webhook exited"
     );
-    let max_usage: u64 = cgroup
-        .read("memory.max_usage_in_bytes")
-        .trim()
-        .parse()
-        .unwrap();
+    let unread = cgroup.peak();
     assert_eq!(cgroup.oom_kills(), 0);
-    assert!(max_usage < LIMIT, "{max_usage}");
+    for (phase, peak) in [
+        ("sequence", sequential),
+        ("burst", burst),
+        ("unread", unread),
+    ] {
+        assert!(peak < LIMIT, "{phase}: peak {peak} B");
+    }
     println!(
-        "webhook in a {} MiB cgroup: VmHWM {} KiB after the sequence, {} KiB after the burst {answered:?}, {} KiB after {held} unread answers of {answer_bytes} B; cgroup max usage {} KiB",
+        "webhook in a {} MiB cgroup, peak usage: {} KiB for the sequence, {} KiB for the burst {answered:?}, {} KiB with {held} unread answers of {answer_bytes} B; VmHWM {} KiB",
         LIMIT >> 20,
-        sequential_kib,
-        burst_kib,
-        unread_kib,
-        max_usage >> 10
+        sequential >> 10,
+        burst >> 10,
+        unread >> 10,
+        peak_rss_kib(pid)
     );
     drop(webhook);
     drop(cgroup);
