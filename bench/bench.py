@@ -1493,6 +1493,245 @@ def section_soak(ctx, res):
 
 
 
+# section 12: listener floods (issue 21): the worst an unauthenticated client
+# can make each listener hold, and whether the others keep answering
+
+
+# The largest request head each listener accepts (431 above), as
+# src/server/limits.rs sets them; BENCH_HEAD_LIMIT overrides all of them
+# (to measure a build from before the per-listener limits: 32768).
+HEAD_LIMITS = {"credentials": 16384, "node": 16384, "admin": 8192, "imds": 8192, "webhook": 16384}
+
+
+def _head_limit(listener):
+    override = os.environ.get("BENCH_HEAD_LIMIT")
+    return int(override) if override else HEAD_LIMITS[listener]
+
+
+def vm_kib(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {key}")
+
+
+def _source(i):
+    """The i-th hostile source address (127.6.x.y: every one a different
+    "Pod")."""
+    return f"127.6.{i // 250}.{i % 250 + 1}"
+
+
+async def _open_flood(addr, n, sources, payload, reply, tls, host_name):
+    """Opens n connections from `sources` addresses, each sending `payload`
+    (and reading one answer when `reply`); returns the open streams."""
+    import asyncio
+    host, port = addr.rsplit(":", 1)
+    gate = asyncio.Semaphore(256)
+    conns = []
+
+    async def one(i):
+        async with gate:
+            try:
+                r, w = await asyncio.wait_for(asyncio.open_connection(
+                    host, int(port), local_addr=(_source(i % sources), 0), ssl=tls,
+                    server_hostname=host_name if tls else None), 10)
+                w.write(payload)
+                await w.drain()
+                if reply:
+                    head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 10)
+                    m = re.search(rb"(?i)content-length: *(\d+)", head)
+                    await asyncio.wait_for(r.readexactly(int(m.group(1)) if m else 0), 10)
+                conns.append((r, w))
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
+                pass
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return conns
+
+
+def _timed_status(addr, path, headers=None, source="127.7.0.1", tls=None):
+    """(status or the error, seconds) of one request from a fresh source."""
+    host, port = addr.rsplit(":", 1)
+    t = now()
+    try:
+        if tls:
+            conn = http.client.HTTPSConnection(host, int(port), timeout=10, context=tls,
+                                               source_address=(source, 0))
+        else:
+            conn = http.client.HTTPConnection(host, int(port), timeout=10, source_address=(source, 0))
+        try:
+            conn.request("GET", path, headers=headers or {})
+            rsp = conn.getresponse()
+            rsp.read()
+            return rsp.status, now() - t
+        finally:
+            conn.close()
+    except OSError as e:
+        return type(e).__name__, now() - t
+
+
+def flood(proc, addr, n, sources, shape, listener, checks, tls=None, host_name="localhost",
+          settle=3.0):
+    """One flood against a fresh process: opens the connections, reads its
+    RSS while they are held, runs `checks` (name → callable returning
+    (status, seconds)), closes them and reads the RSS again after `settle`."""
+    import asyncio
+    if shape == "idle":
+        payload = f"GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n".encode()
+        reply = True
+    else:
+        pad = _head_limit(listener) - 200
+        payload = (f"GET /v1/credentials HTTP/1.1\r\nHost: {addr}\r\nX-Pad: ".encode()
+                   + b"a" * pad)
+        reply = False
+    before = proc.rss()
+    fds_before = open_fds(proc.pid)
+
+    async def run():
+        t = now()
+        conns = await _open_flood(addr, n, sources, payload, reply, tls, host_name)
+        opened_s = now() - t
+        await asyncio.sleep(0.3)
+        during = proc.rss()
+        hwm = vm_kib(proc.pid, "VmHWM")
+        fds = open_fds(proc.pid)
+        loop = asyncio.get_running_loop()
+        results = {}
+        for name, check in checks.items():
+            results[name] = await loop.run_in_executor(None, check)
+        for _, w in conns:
+            w.close()
+        return len(conns), opened_s, during, hwm, fds, results
+
+    opened, opened_s, during, hwm, fds, results = asyncio.run(run())
+    time.sleep(settle)
+    after = proc.rss()
+    # The connections the server holds: its descriptors beyond those it had.
+    alive = fds - fds_before
+    per = (during - before) / max(1, alive)
+    return {"opened": opened, "opened_s": opened_s, "before": before, "during": during,
+            "hwm": hwm, "after": after, "alive": alive, "fds": fds, "per_kib": per,
+            "checks": results}
+
+
+def section_floods(ctx, res):
+    """Each listener of each mode flooded from many addresses, in a fresh
+    process each time (so VmHWM is that flood's): idle keep-alive
+    connections (one request answered each), and partial request heads as
+    large as the listener accepts (a slowloris holding the most memory).
+    While the flood is held, one request to every other listener (and to
+    the flooded one) from a fresh address, with its time."""
+    import ssl
+    # As many as open well within the 5 s head and idle timeouts here (so
+    # that every one is held at the reading), from 4 per address: under
+    # every per-address cap, an attacker with many Pods.
+    n = 200 if ctx.smoke else 1000
+    n_tls = 100 if ctx.smoke else 400
+    sources = n // 4
+    # How long after the flood the RSS is read again (allocator retention).
+    settle = 0.5 if ctx.smoke else 3.0
+    # The smoke run keeps the harness working: one shape is enough for that.
+    shapes = ("head",) if ctx.smoke else ("idle", "head")
+    standin = StandIn(ctx, name="standin-flood")
+    tokens = ctx.token_volume(standin, name="tokens-flood")
+    node_token = standin.token(service_account="flood")
+    rows = []
+
+    def row(mode, label, listener, shape, r):
+        checks = ", ".join(f"{k}: {s} in {fmt_ms(t * 1000)}" for k, (s, t) in r["checks"].items())
+        rows.append([mode, label, "idle keep-alive" if shape == "idle" else
+                     f"partial {(_head_limit(listener) - 200) / 1024:.1f} KiB heads",
+                     f"{r['opened']:,} in {r['opened_s']:.1f} s; {r['alive']:,} held",
+                     fmt_mib(r["before"]), f"{fmt_mib(r['during'])} (peak {fmt_mib(r['hwm'])})",
+                     f"{r['per_kib']:.1f} KiB", fmt_mib(r["after"]), checks])
+
+    # The sidecar: credentials, admin (0.0.0.0:9464 in a Pod), IMDS.
+    for listener in ("admin", "credentials", "imds"):
+        for shape in shapes:
+            imds = f"127.0.0.1:{free_port()}"
+            sc = Sidecar(ctx, standin, tokens, name=f"sidecar-flood-{listener}-{shape}",
+                         extra=["--imds-listen", imds])
+            time.sleep(0.5)
+            target = {"admin": sc.admin, "credentials": sc.listen, "imds": imds}[listener]
+            checks = {
+                "probe": lambda: _timed_status(sc.admin, "/healthz"),
+                "credentials": lambda: _timed_status(sc.listen, "/v1/credentials",
+                                                     {"Authorization": sc.auth}),
+            }
+            r = flood(sc.proc, target, n, sources, shape, listener, checks, settle=settle)
+            row("sidecar", listener, listener, shape, r)
+            sc.proc.stop()
+
+    # The node agent: its credentials listener (Pods) and admin.
+    for listener in ("node", "admin"):
+        for shape in shapes:
+            port = free_port()
+            listen, admin = f"127.0.0.1:{port}", f"127.0.0.1:{free_port()}"
+            node = ctx.spawn(f"node-flood-{listener}-{shape}",
+                             [ctx.shipped, "node", "--listen", listen, "--admin-listen", admin,
+                              "--exchange-url", standin.url, "--log-level", "warn"])
+            wait_for(lambda: node.check() or port_open(port), 30, "credagent node")
+            time.sleep(0.5)
+            target = listen if listener == "node" else admin
+            checks = {
+                "probe": lambda: _timed_status(admin, "/healthz"),
+                "credentials": lambda: _timed_status(listen, "/v1/credentials",
+                                                     {"Authorization": node_token, "Host": listen}),
+            }
+            r = flood(node, target, n, sources, shape, listener, checks, settle=settle)
+            row("node", "credentials" if listener == "node" else listener, listener, shape, r)
+            node.stop()
+
+    # The webhook: its HTTPS listener (the API server's) and admin.
+    pki = os.path.join(ctx.workdir, "flood-tls")
+    out = subprocess.run([ctx.tool, "pki", "--dir", pki], capture_output=True, text=True, timeout=60)
+    if out.returncode:
+        raise RuntimeError(f"benchtool pki: {out.stderr}")
+    tls = ssl.create_default_context(cafile=os.path.join(pki, "ca.crt"))
+    for listener in ("webhook", "admin"):
+        for shape in shapes:
+            port, admin_port = free_port(), free_port()
+            listen, admin = f"127.0.0.1:{port}", f"127.0.0.1:{admin_port}"
+            hook = ctx.spawn(f"webhook-flood-{listener}-{shape}", [
+                ctx.shipped, "webhook", "--listen", listen, "--admin-listen", admin,
+                "--tls-cert-file", os.path.join(pki, "tls.crt"),
+                "--tls-key-file", os.path.join(pki, "tls.key"),
+                "--sidecar-image", "registry.example.com/credagent:0.1.0", "--org-id", "bench",
+                "--log-level", "warn"])
+            wait_for(lambda: hook.check() or _status(admin, "/readyz") == 200, 30, "the webhook")
+            time.sleep(0.5)
+            checks = {
+                "probe": lambda: _timed_status(admin, "/healthz"),
+                "fresh API-server connection": lambda: _timed_status(listen, "/mutate", tls=tls),
+            }
+            https = listener == "webhook"
+            r = flood(hook, listen if https else admin, n_tls if https else n,
+                      n_tls // 4 if https else sources, shape, listener, checks,
+                      tls=tls if https else None, settle=settle)
+            row("webhook", "HTTPS" if https else listener, listener, shape, r)
+            hook.stop()
+
+    res.table("12. Listener floods (RSS of the flooded process)",
+              ["mode", "listener", "flood", "connections", "RSS before", "RSS held (peak)",
+               "per held connection", f"RSS {settle:g} s after", "meanwhile, from a fresh address"], rows,
+              [f"{n:,} connections ({n_tls:,} on the webhook's HTTPS listener) from 4 per loopback "
+               f"address (127.6.x.y, as from as many Pods), opened 256 at a time, against one "
+               f"listener of a fresh process "
+               f"({os.path.relpath(ctx.shipped)}). Connections: how many sent their head (partial "
+               f"heads) or got their answer (idle; a listener that sheds closes some first), and how "
+               f"many the agent held at the reading (its descriptors beyond those it had before; "
+               f"the others were shed, timed out, or wait in the kernel's backlog, which costs the "
+               f"agent nothing). \"Per held connection\" is (RSS held − RSS before) / held. Partial heads are "
+               f"`GET /v1/credentials` with an `X-Pad` header 200 bytes short of the listener's head "
+               f"limit and no end. The probe is `GET /healthz` on the admin listener; the "
+               f"webhook's \"fresh API-server connection\" a new TLS connection's `GET /mutate` "
+               f"(405: served). A status that is an exception name means no answer. The RSS after "
+               f"the flood is the allocator's: the static musl build (the image's) hands freed "
+               f"memory back within seconds, the glibc build keeps most of it in its arenas."])
+    ctx.stop_all()
+
+
 # --------------------------------------------------------------------------
 
 
@@ -1508,6 +1747,7 @@ SECTIONS = [
     (9, "webhook", section_webhook),
     (10, "idle cpu", section_idle_cpu),
     (11, "soak", section_soak),
+    (12, "listener floods", section_floods),
 ]
 
 

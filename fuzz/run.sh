@@ -60,7 +60,7 @@ echo "build: $((SECONDS - started))s"
 bin_dir="$target_dir/$host/release"
 
 # Inputs longer than libFuzzer's default 4 KiB where the limits under test are
-# larger: 16 KiB tokens, 32 KiB request heads.
+# larger: 16 KiB tokens, request heads past the 16 KiB limit.
 max_len() {
   case "$1" in
   jwt_claims) echo 20000 ;;

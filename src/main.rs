@@ -266,6 +266,9 @@ fn run<F>(fut: F) -> ExitCode
 where
     F: std::future::Future<Output = anyhow::Result<()>>,
 {
+    // Every serving mode holds thousands of connections at its caps, more
+    // than the 1,024 descriptors container runtimes often start it with.
+    credagent::server::descriptors::raise_and_log();
     // Two workers, chosen by measurement (BENCHMARKS.md): on a 2-core
     // machine under wrk, one event loop per core but shared-nothing (an extra
     // current-thread runtime taking every other connection) served no more

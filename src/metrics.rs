@@ -22,6 +22,6 @@ mod webhook;
 pub use self::node::{NodeMetrics, VerifyMetrics, REJECT_REASONS};
 pub use self::refresh::{RefreshMetrics, SidecarMetrics};
 pub use self::registry::{Metrics, MetricsError};
-pub use self::server::ServerMetrics;
+pub use self::server::{ListenerMetrics, ServerMetrics};
 pub use self::token::TokenMetrics;
 pub use self::webhook::{WebhookMetrics, ADMISSION_OUTCOMES};

@@ -157,11 +157,16 @@ impl Sidecar {
         }
         let refresher = Refresher::new(engine, tokens, store.clone(), sidecar_metrics);
 
-        let limits = server::Limits {
-            grace: options.grace.unwrap_or(server::DRAIN_GRACE),
-            max_connections: config.max_connections,
-            max_per_source: None,
-        };
+        let grace = options.grace.unwrap_or(server::DRAIN_GRACE);
+        let credentials =
+            server::Limits::credentials(config.max_connections, None).with_grace(grace);
+        let imds_limits = server::Limits::imds().with_grace(grace);
+        let admin = server::Limits::admin().with_grace(grace);
+        server::descriptors::check(
+            credentials.max_connections
+                + admin.max_connections
+                + imds_addr.map_or(0, |_| imds_limits.max_connections),
+        );
         let mut tasks = JoinSet::new();
         tasks.spawn(refresher.run(shutdown.clone()));
         tasks.spawn(server::serve(
@@ -172,18 +177,20 @@ impl Sidecar {
             }),
             server_metrics.clone(),
             shutdown.clone(),
-            server::Gate::new(limits),
+            server::Gate::new(credentials),
         ));
-        if let (Some(listener), Some((_, imds))) = (imds_listener, &config.imds) {
-            if !imds_addr.is_some_and(|a| a.ip().is_loopback()) {
+        if let (Some(listener), Some(addr), Some((_, imds))) =
+            (imds_listener, imds_addr, &config.imds)
+        {
+            if !addr.ip().is_loopback() {
                 warn!("the IMDS emulation is not on loopback");
             }
             tasks.spawn(server::serve(
                 listener,
-                Arc::new(ImdsRoutes::new(store.clone(), imds.clone())),
+                Arc::new(ImdsRoutes::new(store.clone(), imds.clone(), addr)),
                 server_metrics.clone(),
                 shutdown.clone(),
-                server::Gate::new(limits),
+                server::Gate::new(imds_limits),
             ));
         }
         if let Some(dir) = process_dir {
@@ -204,7 +211,7 @@ impl Sidecar {
             }),
             server_metrics,
             shutdown,
-            server::Gate::new(limits),
+            server::Gate::new(admin),
         ));
         Ok(Self {
             credentials_addr,

@@ -3,6 +3,10 @@
 //! opt-in) and `respond`, as `POST /mutate` runs them.
 //!
 //! Checks, besides "never panics":
+//! - what the server does with the body (scan, read, decide, answer)
+//!   allocates at most what the scan counted (`review::Scanned::cost`, what
+//!   the server reserves from its memory budget), measured by a counting
+//!   global allocator;
 //! - the answer is an `admission.k8s.io/v1` AdmissionReview echoing the
 //!   request's `uid`, `allowed` unless refused, a base64 JSON Patch exactly
 //!   when injecting;
@@ -11,19 +15,72 @@
 //!   the patched Pod adds nothing (reinvocation is a no-op).
 #![no_main]
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
 use std::sync::OnceLock;
 
 use base64::Engine as _;
 use credagent::cli::InjectArgs;
+use credagent::webhook::mutate::review;
 use credagent::webhook::{self, Decision, Entry, SkipReason};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Map, Value};
 
+/// The system allocator, counting the bytes live and their peak (the
+/// harness runs one input at a time, on one thread).
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(bytes: usize) {
+    let live = LIVE.fetch_add(bytes, Relaxed) + bytes;
+    PEAK.fetch_max(live, Relaxed);
+}
+
+// SAFETY: every call goes to the system allocator unchanged; the counters
+// are atomics.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        grew(layout.size());
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // Old and new are both live while it copies.
+        grew(new_size);
+        LIVE.fetch_sub(layout.size(), Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
 fuzz_target!(|body: &[u8]| {
+    let mut config = flags().clone();
+    // What POST /mutate does with the body, measured against its cost.
+    let before = LIVE.load(Relaxed);
+    PEAK.store(before, Relaxed);
+    let served = review::scan(body).ok().map(|scanned| {
+        let cost = scanned.cost();
+        if let Ok(req) = scanned.parse() {
+            let decision = webhook::admit(&req, Entry::Pod, None, &config);
+            drop(webhook::respond(&req, &decision).to_bytes());
+        }
+        cost
+    });
+    let used = PEAK.load(Relaxed).saturating_sub(before) as u64;
+    if let Some(cost) = served {
+        assert!(used <= cost, "{used} bytes used, {cost} counted by the scan");
+    }
     let Ok(req) = webhook::parse(body) else {
         return;
     };
-    let mut config = flags().clone();
     let mut sa = Map::new();
     sa.insert("caios.coreweave.com/inject".into(), json!("true"));
     for (compat, entry) in [false, true].into_iter().flat_map(|c| [(c, Entry::Pod), (c, Entry::Namespace)]) {

@@ -7,7 +7,7 @@
 //! client that sends the input and then waits, like an SDK, without closing
 //! its side. Time is tokio's paused clock, which jumps ahead whenever
 //! everything waits: the connection ends when the server gives up on the
-//! next request head (`HEADER_READ_TIMEOUT`), instantly in real time.
+//! next request head (`HEAD_TIMEOUT`), instantly in real time.
 //! - `CredentialsRoutes` (sidecar) whose store holds credentials,
 //! - `CredentialsRoutes` with an empty store,
 //! - `NodeRoutes` whose identity cache exchanges through a stub upstream that
@@ -37,7 +37,8 @@ use credagent::exchange::{BoxFuture, Exchange, ExchangeError};
 use credagent::node::routes::NodeRoutes;
 use credagent::secret::Secret;
 use credagent::server::{
-    AuthToken, CredentialsRoutes, Routes, CREDENTIALS_PATH, HEADER_READ_TIMEOUT, MAX_HEAD_BYTES,
+    AuthToken, CredentialsRoutes, Routes, CREDENTIALS_MAX_HEAD_BYTES, CREDENTIALS_PATH,
+    HEAD_TIMEOUT,
 };
 use credagent::store::Store;
 use http::header::{ALLOW, AUTHORIZATION};
@@ -53,7 +54,7 @@ use tokio::runtime::Runtime;
 const AUTH_TOKEN: &str = "fuzzAuthToken0123456789abcdefghijklmnopqrst";
 /// Node mode's wall clock (2027-01-15); seed tokens expire in 2033.
 const NOW_UNIX: u64 = 1_800_000_000;
-/// Virtual time: far past `HEADER_READ_TIMEOUT`.
+/// Virtual time: far past `HEAD_TIMEOUT`.
 const CONNECTION_DEADLINE: Duration = Duration::from_secs(60);
 
 const SIDECAR_STATUSES: &[u16] = &[200, 401, 404, 405, 503];
@@ -234,12 +235,15 @@ async fn serve_one<R: Routes>(routes: Arc<R>, kind: Kind, input: &[u8]) -> (Vec<
             Ok::<_, Infallible>(rsp)
         }
     });
-    // The listener's settings, as in `server::serve`.
+    // The listener's parser settings, as in `server::serve` (which bounds
+    // each phase's time on the connection's I/O; hyper's header timer
+    // stands in for that here).
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEAD_BYTES)
+        .header_read_timeout(HEAD_TIMEOUT)
+        .max_header_size(CREDENTIALS_MAX_HEAD_BYTES)
+        .max_buf_size(CREDENTIALS_MAX_HEAD_BYTES)
         .keep_alive(true);
     let conn = builder.serve_connection(TokioIo::new(server), svc);
     let (mut rd, mut wr) = tokio::io::split(client);

@@ -34,11 +34,12 @@ pub struct NodeMetrics {
 }
 
 /// Every `reason` of `credagent_node_rejected_requests_total`.
-pub const REJECT_REASONS: [&str; 11] = [
+pub const REJECT_REASONS: [&str; 12] = [
     "missing_token",
     "malformed_token",
     "expired_token",
     "bad_host",
+    "malformed_host",
     "unverified_token",
     "upstream_denied",
     "upstream_unavailable",

@@ -1,4 +1,5 @@
-//! The listeners' metrics: requests by route and status, and latency.
+//! The listeners' metrics: requests by route and status, and latency; per
+//! listener, the connections shed or timed out and the failed accepts.
 
 use std::sync::{Arc, OnceLock};
 
@@ -18,10 +19,58 @@ pub struct ServerMetrics {
     pub open_connections: IntGauge,
     /// `credagent_connections_refused_total{reason}`: connections closed as
     /// soon as they were accepted (`per_source`: that address had its
-    /// share open already).
+    /// share open already, every one answering a request).
     pub refused: IntCounterVec,
+    /// `credagent_connections_shed_total{listener,reason}`: connections
+    /// closed to make room for a newcomer (`full`: the listener was full;
+    /// `per_source`: the newcomer's address held its share).
+    pub shed: IntCounterVec,
+    /// `credagent_connection_timeouts_total{listener,phase}`: connections
+    /// closed because a phase took too long (`handshake`, `head`, `idle`,
+    /// `send`).
+    pub timeouts: IntCounterVec,
+    /// `credagent_accept_errors_total{listener}`: failed `accept` calls
+    /// (e.g. out of file descriptors).
+    pub accept_errors: IntCounterVec,
     /// The children of the usual labels, resolved once (see [`Self::observe`]).
     resolved: Arc<Resolved>,
+}
+
+/// The counters of one listener, resolved once (see [`ServerMetrics::listener`]).
+#[derive(Clone, Debug)]
+pub struct ListenerMetrics {
+    /// Its failed accepts.
+    pub accept_errors: IntCounter,
+    /// Connections refused because their address held its share, every one
+    /// answering a request.
+    pub refused_per_source: IntCounter,
+    shed_full: IntCounter,
+    shed_per_source: IntCounter,
+    timeouts: [IntCounter; TIMEOUT_PHASES.len()],
+    /// Connections open now, on every listener (`credagent_open_connections`).
+    pub open: IntGauge,
+}
+
+/// Every `phase` of `credagent_connection_timeouts_total`.
+const TIMEOUT_PHASES: [&str; 4] = ["handshake", "head", "idle", "send"];
+
+// === impl ListenerMetrics ===
+
+impl ListenerMetrics {
+    /// Counts a connection shed for `reason` (`full`, `per_source`).
+    pub fn shed(&self, reason: &'static str) {
+        match reason {
+            "per_source" => self.shed_per_source.inc(),
+            _ => self.shed_full.inc(),
+        }
+    }
+
+    /// Counts a connection closed because `phase` took too long.
+    pub fn timed_out(&self, phase: &'static str) {
+        if let Some(i) = TIMEOUT_PHASES.iter().position(|p| *p == phase) {
+            self.timeouts[i].inc();
+        }
+    }
 }
 
 /// Routes and statuses whose label children [`ServerMetrics::observe`]
@@ -86,13 +135,40 @@ impl ServerMetrics {
                 &["reason"],
                 &[],
             )?,
+            shed: m.counter_vec(
+                "connections_shed_total",
+                "Connections closed to make room for a new one, by listener and reason.",
+                &["listener", "reason"],
+                &[],
+            )?,
+            timeouts: m.counter_vec(
+                "connection_timeouts_total",
+                "Connections closed because a phase took too long, by listener and phase.",
+                &["listener", "phase"],
+                &[],
+            )?,
+            accept_errors: m.counter_vec(
+                "accept_errors_total",
+                "Failed accepts (e.g. out of file descriptors), by listener.",
+                &["listener"],
+                &[],
+            )?,
             resolved: Arc::default(),
         })
     }
 
-    /// Counts a connection refused for `reason`.
-    pub fn refused_connection(&self, reason: &'static str) {
-        self.refused.with_label_values(&[reason]).inc();
+    /// The counters of the listener `name`, every series created (at 0).
+    pub fn listener(&self, name: &'static str) -> ListenerMetrics {
+        let shed = |reason| self.shed.with_label_values(&[name, reason]);
+        let timeout = |phase| self.timeouts.with_label_values(&[name, phase]);
+        ListenerMetrics {
+            accept_errors: self.accept_errors.with_label_values(&[name]),
+            refused_per_source: self.refused.with_label_values(&["per_source"]),
+            shed_full: shed("full"),
+            shed_per_source: shed("per_source"),
+            timeouts: TIMEOUT_PHASES.map(timeout),
+            open: self.open_connections.clone(),
+        }
     }
 
     /// Counts one answered request and observes how long it took.

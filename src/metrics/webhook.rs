@@ -8,8 +8,12 @@ use super::registry::{Metrics, MetricsError, LATENCY_BUCKETS};
 /// created at 0 on registration: `injected` by mode, `skipped` by the
 /// core's skip reason, `refused` (an annotation it cannot honour), `error`
 /// (the request was not answered with a decision, or a ServiceAccount
-/// lookup failed and the Pod was admitted unchanged).
-pub const ADMISSION_OUTCOMES: [(&str, &str); 15] = [
+/// lookup failed and the Pod was admitted unchanged). Of the errors,
+/// `too_deep` (nested deeper than the review reader allows), `too_costly`
+/// (the review would cost more memory to read and answer than one request
+/// may use) and `overloaded` (the memory of requests in flight stayed in
+/// use; answered 503 with Retry-After) are the memory budget's refusals.
+pub const ADMISSION_OUTCOMES: [(&str, &str); 18] = [
     ("injected", "sidecar"),
     ("injected", "node"),
     ("skipped", "not_pod_create"),
@@ -25,6 +29,9 @@ pub const ADMISSION_OUTCOMES: [(&str, &str); 15] = [
     ("error", "body_timeout"),
     ("error", "unsupported_media_type"),
     ("error", "service_account_lookup"),
+    ("error", "too_deep"),
+    ("error", "too_costly"),
+    ("error", "overloaded"),
 ];
 
 /// Webhook metrics.

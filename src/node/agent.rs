@@ -14,7 +14,7 @@ use super::fair::FairSlots;
 use super::fill::Filler;
 use super::health::{NodeHealth, Ready, UpstreamHealth};
 use super::resolve::Resolver;
-use super::routes::{allowed_hosts, NodeRoutes};
+use super::routes::NodeRoutes;
 use super::sources::{MissBudget, MissLimiter};
 use crate::clock::{self, SharedClock};
 use crate::config::NodeConfig;
@@ -26,7 +26,8 @@ use crate::metrics::{
 use crate::node::verify::{IssuerConfig, KeyVerifier, Verify};
 use crate::outbound::{BuildError, Outbound};
 use crate::refresh::{Engine, Jitter};
-use crate::server::{self, AdminRoutes, BindError, Gate, Health, Limits};
+use crate::server::host::HostNames;
+use crate::server::{self, descriptors, AdminRoutes, BindError, Gate, Health, Limits};
 
 /// Overrides for tests; the defaults are production's.
 #[derive(Default)]
@@ -239,8 +240,8 @@ impl Node {
         )?;
         let server_metrics = Arc::new(ServerMetrics::register(&service.metrics)?);
         let routes = Arc::new(service.routes(&config.listen));
-        if allowed_hosts(&config.listen).is_none() {
-            warn!("a credentials listener is on a wildcard address: the Host header cannot be checked (DNS-rebinding protection is off)");
+        if HostNames::of(&config.listen).is_none() {
+            warn!("a credentials listener is on a wildcard address: the Host header cannot be checked against it (DNS-rebinding protection is off)");
         }
         info!(
             listen = ?addrs,
@@ -255,11 +256,11 @@ impl Node {
         );
         // One gate for every credentials listener: the cap is the agent's,
         // sized to its memory limit, whichever address a Pod uses.
-        let gate = Gate::new(Limits {
-            grace: server::DRAIN_GRACE,
-            max_connections: config.max_connections,
-            max_per_source: Some(config.sources.max_connections),
-        });
+        let limits =
+            Limits::credentials(config.max_connections, Some(config.sources.max_connections));
+        let admin = Limits::admin();
+        descriptors::check(limits.max_connections + admin.max_connections);
+        let gate = Gate::new(limits);
         let mut tasks = JoinSet::new();
         for listener in listeners {
             tasks.spawn(server::serve(
@@ -278,7 +279,7 @@ impl Node {
             }),
             server_metrics,
             shutdown,
-            Gate::new(Limits::default()),
+            Gate::new(admin),
         ));
         Ok(Self {
             addrs,

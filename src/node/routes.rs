@@ -2,32 +2,34 @@
 //! Pod presents its own projected token, and gets the credentials that
 //! token obtained.
 //!
-//! Refused here, before the resolver: another path or method, a `Host` that
-//! is not one of the listen addresses (anti-SSRF and DNS rebinding), no
-//! token or one that is not text.
+//! Refused here, before the resolver: another path or method, a request
+//! target that is not exactly one `Host` naming a listen address (and, in
+//! absolute form, naming one too: anti-SSRF and DNS rebinding; see
+//! [`crate::server::host`]), no token or one that is not text.
 
-use std::collections::HashSet;
 use std::future::{ready, Future};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST};
+use http::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
 use super::resolve::{Refusal, Resolution, Resolver};
 use crate::metrics::NodeMetrics;
+use crate::server::host::{self, HostError, HostNames};
 use crate::server::{error, method_not_allowed, retry_later, Answer, Routes, CREDENTIALS_PATH};
 
 /// The node-mode credentials routes.
 #[derive(Clone)]
 pub struct NodeRoutes {
     resolver: Arc<Resolver>,
-    /// Accepted `Host` values; `None` accepts any (a wildcard listen address).
-    hosts: Option<Arc<HashSet<String>>>,
+    /// The listeners' names; `None` (a wildcard listen address): any
+    /// well-formed one.
+    hosts: Option<Arc<HostNames>>,
     metrics: NodeMetrics,
 }
 
@@ -38,7 +40,7 @@ impl NodeRoutes {
     pub fn new(resolver: Arc<Resolver>, listen: &[SocketAddr], metrics: NodeMetrics) -> Self {
         Self {
             resolver,
-            hosts: allowed_hosts(listen).map(Arc::new),
+            hosts: HostNames::of(listen).map(Arc::new),
             metrics,
         }
     }
@@ -59,16 +61,12 @@ impl NodeRoutes {
         if req.method() != Method::GET {
             return Err(Early::Method);
         }
-        if let (Some(hosts), Some(host)) = (&self.hosts, req.headers().get(HOST)) {
-            let host = host.to_str().unwrap_or("").to_ascii_lowercase();
-            if !hosts.contains(&host) {
-                return Err(Early::Refused(Refusal {
-                    reason: "bad_host",
-                    status: StatusCode::FORBIDDEN,
-                    code: "Forbidden",
-                    message: "the Host header is not this agent's address",
-                }));
-            }
+        let target = match &self.hosts {
+            Some(hosts) => hosts.check(req),
+            None => host::check_form(req),
+        };
+        if let Err(e) = target {
+            return Err(Early::Refused(host_refusal(e)));
         }
         match req.headers().get(AUTHORIZATION).map(HeaderValue::to_str) {
             None | Some(Ok("")) => Err(Early::Refused(Refusal {
@@ -173,25 +171,17 @@ fn ok(body: Bytes) -> Answer {
     ("credentials", rsp)
 }
 
-/// The `Host` values that name the listeners (`ip:port`, and bare `ip` for
-/// port 80). `None` when a listener is on a wildcard address, whose names
-/// cannot be enumerated.
-pub fn allowed_hosts(listen: &[SocketAddr]) -> Option<HashSet<String>> {
-    let mut hosts = HashSet::new();
-    for addr in listen {
-        if addr.ip().is_unspecified() {
-            return None;
-        }
-        hosts.insert(addr.to_string().to_ascii_lowercase());
-        if addr.port() == 80 {
-            let ip = match addr {
-                SocketAddr::V4(a) => a.ip().to_string(),
-                SocketAddr::V6(a) => format!("[{}]", a.ip()),
-            };
-            hosts.insert(ip.to_ascii_lowercase());
-        }
+/// The refusal of a request whose target is not this agent.
+fn host_refusal(e: HostError) -> Refusal {
+    Refusal {
+        reason: e.reason(),
+        status: e.status(),
+        code: match e {
+            HostError::Elsewhere => "Forbidden",
+            _ => "BadRequest",
+        },
+        message: e.message(),
     }
-    Some(hosts)
 }
 
 #[cfg(test)]
@@ -205,19 +195,33 @@ mod tests {
             "[fd00:ec2::23]:80".parse().unwrap(),
             "127.0.0.1:8080".parse().unwrap(),
         ];
-        let hosts = allowed_hosts(&listen).unwrap();
+        let hosts = HostNames::of(&listen).unwrap();
         for h in [
             "169.254.170.23",
             "169.254.170.23:80",
             "[fd00:ec2::23]",
             "[fd00:ec2::23]:80",
+            "[FD00:EC2:0::23]:80",
             "127.0.0.1:8080",
         ] {
-            assert!(hosts.contains(h), "{h}");
+            assert!(hosts.allows(h), "{h}");
         }
-        for h in ["127.0.0.1", "evil.example", "169.254.170.23:8080"] {
-            assert!(!hosts.contains(h), "{h}");
+        for h in ["127.0.0.1", "evil.example", "169.254.170.23:8080", ""] {
+            assert!(!hosts.allows(h), "{h}");
         }
-        assert!(allowed_hosts(&["0.0.0.0:80".parse().unwrap()]).is_none());
+        assert!(HostNames::of(&["0.0.0.0:80".parse().unwrap()]).is_none());
+    }
+
+    #[test]
+    fn malformed_targets_are_400_and_other_hosts_403() {
+        for e in [HostError::Missing, HostError::Several, HostError::Malformed] {
+            let r = host_refusal(e);
+            assert_eq!(
+                (r.status, r.reason),
+                (StatusCode::BAD_REQUEST, "malformed_host")
+            );
+        }
+        let r = host_refusal(HostError::Elsewhere);
+        assert_eq!((r.status, r.reason), (StatusCode::FORBIDDEN, "bad_host"));
     }
 }

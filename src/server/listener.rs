@@ -1,70 +1,33 @@
-//! Binding and serving one listener: HTTP/1.1 connections bounded in number
-//! (in all, and per source address), in header-read time and in head size;
-//! stop accepting on shutdown, then drain within a grace period. Plain TCP
-//! ([`serve`]) or through a per-connection [`Handshake`] such as TLS
-//! ([`serve_with`]).
+//! Binding and serving one listener: HTTP/1.1 connections admitted through
+//! a [`Gate`] (in number, in all and per source address), each bounded in
+//! time by its phase ([`Timed`]) and in head size; stop accepting on
+//! shutdown, then drain within a grace period. Plain TCP ([`serve`]) or
+//! through a per-connection [`Handshake`] such as TLS ([`serve_with`]).
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::Request;
 use hyper::body::Incoming;
+use hyper::server::conn::http1::Builder;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use parking_lot::Mutex;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::accept::Acceptor;
+use super::conn::{Conn, Phase};
+use super::gate::{Gate, Slot};
+use super::limits::{Limits, Writes, LISTEN_BACKLOG, TLS_SEND_BUFFER};
 use super::routes::Routes;
-use crate::metrics::ServerMetrics;
-
-/// How long open connections get to finish after shutdown starts.
-pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
-/// A client must send its request headers within this time.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// Largest request head accepted (larger gets 431).
-pub const MAX_HEAD_BYTES: usize = 32 * 1024;
-/// Connections served at once per listener, by default; more wait in the
-/// kernel backlog until one closes.
-pub const MAX_CONNECTIONS: usize = 4096;
-/// Connections the kernel queues for a listener before `accept` (capped by
-/// `net.core.somaxconn`). `TcpListener::bind` would ask for 128, the
-/// standard library's value, which a burst of clients (Pods starting on a
-/// node, a load generator) overflows: the kernel then drops SYNs and each
-/// dropped client waits a full second to retry.
-pub const LISTEN_BACKLOG: u32 = 1024;
-
-/// Bounds on one listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// How long open connections get to finish after shutdown starts.
-    pub grace: Duration,
-    /// Connections served at once.
-    pub max_connections: usize,
-    /// Connections served at once from one source address; a connection
-    /// over it is closed as soon as it is accepted. `None`: no such bound
-    /// (the sidecar, whose only callers share the Pod's loopback).
-    pub max_per_source: Option<usize>,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            grace: DRAIN_GRACE,
-            max_connections: MAX_CONNECTIONS,
-            max_per_source: None,
-        }
-    }
-}
+use super::timed::Timed;
+use crate::metrics::{ListenerMetrics, ServerMetrics};
 
 /// A listener could not be bound.
 #[derive(Debug, thiserror::Error)]
@@ -94,84 +57,18 @@ pub async fn bind(addr: SocketAddr, flag: &'static str) -> Result<TcpListener, B
     listen().map_err(|source| BindError { flag, addr, source })
 }
 
-/// The connection bounds of [`Limits`], shared by every listener serving
-/// through it (node mode's listeners share one). Cheap to clone.
-#[derive(Clone)]
-pub struct Gate {
-    limits: Limits,
-    permits: Arc<Semaphore>,
-    sources: Arc<Sources>,
-}
-
-/// Open connections per source address, for [`Limits::max_per_source`].
-#[derive(Default)]
-struct Sources(Mutex<HashMap<IpAddr, usize>>);
-
-/// One source's claim on a connection slot, released on drop.
-struct SourceSlot {
-    sources: Arc<Sources>,
-    ip: IpAddr,
-}
-
-// === impl Gate ===
-
-impl Gate {
-    /// A gate enforcing `limits`.
-    pub fn new(limits: Limits) -> Self {
-        Self {
-            limits,
-            permits: Arc::new(Semaphore::new(limits.max_connections.max(1))),
-            sources: Arc::default(),
-        }
-    }
-}
-
-impl std::fmt::Debug for Gate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gate")
-            .field("limits", &self.limits)
-            .finish()
-    }
-}
-
-// === impl Sources ===
-
-impl Sources {
-    /// Claims a slot for `ip`, if it holds fewer than `max`.
-    fn claim(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<SourceSlot> {
-        let mut open = self.0.lock();
-        let n = open.entry(ip).or_insert(0);
-        if *n >= max {
-            return None;
-        }
-        *n += 1;
-        Some(SourceSlot {
-            sources: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for SourceSlot {
-    fn drop(&mut self) {
-        let mut open = self.sources.0.lock();
-        if let Some(n) = open.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.ip);
-            }
-        }
-    }
-}
-
 /// What happens to an accepted TCP connection before HTTP is spoken on it:
 /// nothing ([`Plain`]) or a TLS handshake (`tokio_rustls::TlsAcceptor`).
 pub trait Handshake: Clone + Send + Sync + 'static {
     /// The stream HTTP runs on.
     type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
 
+    /// True for [`Plain`]: a connection starts receiving its head at once.
+    const PLAIN: bool = false;
+
     /// Turns the accepted connection into the stream HTTP runs on. It runs
-    /// in the connection's own task, bounded by [`HEADER_READ_TIMEOUT`].
+    /// in the connection's own task, bounded by the listener's
+    /// [`Timeouts::handshake`](super::limits::Timeouts::handshake).
     fn handshake(&self, tcp: TcpStream) -> impl Future<Output = std::io::Result<Self::Io>> + Send;
 }
 
@@ -181,6 +78,7 @@ pub struct Plain;
 
 impl Handshake for Plain {
     type Io = TcpStream;
+    const PLAIN: bool = true;
 
     fn handshake(&self, tcp: TcpStream) -> impl Future<Output = std::io::Result<TcpStream>> + Send {
         std::future::ready(Ok(tcp))
@@ -191,25 +89,25 @@ impl Handshake for tokio_rustls::TlsAcceptor {
     type Io = tokio_rustls::server::TlsStream<TcpStream>;
 
     fn handshake(&self, tcp: TcpStream) -> impl Future<Output = std::io::Result<Self::Io>> + Send {
-        self.accept(tcp)
+        self.accept_with(tcp, |tls| tls.set_buffer_limit(Some(TLS_SEND_BUFFER)))
     }
 }
 
-/// How [`serve_with`] treats each connection.
-#[derive(Debug, Clone)]
-pub struct Connections<H> {
-    /// Run before HTTP on every accepted connection.
-    pub handshake: H,
-    /// How long a connection may wait for (all of) a request's head, idle
-    /// keep-alive time included. [`HEADER_READ_TIMEOUT`] for [`serve`].
-    pub header_read_timeout: Duration,
+/// hyper's smallest `max_buf_size`.
+const MIN_BUF_SIZE: usize = 8 * 1024;
+
+/// One accepted connection, before its task runs.
+struct Connection {
+    stream: TcpStream,
+    peer: SocketAddr,
+    slot: Slot,
+    limits: Limits,
+    counters: ListenerMetrics,
 }
 
 /// Serves `routes` on `listener` until `shutdown`, then drains open
-/// connections for at most the gate's grace period. At most its
-/// `max_connections` are open at once (and `max_per_source` from one
-/// address), counted over every listener sharing `gate`; an idle keep-alive
-/// connection is closed after [`HEADER_READ_TIMEOUT`].
+/// connections for at most the gate's grace period, within the gate's
+/// [`Limits`] (counted over every listener sharing `gate`).
 pub async fn serve<R: Routes>(
     listener: TcpListener,
     routes: Arc<R>,
@@ -217,143 +115,174 @@ pub async fn serve<R: Routes>(
     shutdown: CancellationToken,
     gate: Gate,
 ) {
-    let plain = Connections {
-        handshake: Plain,
-        header_read_timeout: HEADER_READ_TIMEOUT,
-    };
-    serve_with(listener, routes, metrics, shutdown, gate, plain).await;
+    serve_with(listener, routes, metrics, shutdown, gate, Plain).await;
 }
 
-/// [`serve`], with `connections.handshake` run on every accepted connection
-/// (in the connection's task, so a slow handshake holds up no other; one
-/// that fails or takes over [`HEADER_READ_TIMEOUT`] closes the connection)
-/// and `connections.header_read_timeout` as the bound on a request head's
-/// arrival, idle keep-alive time included.
+/// [`serve`], with `handshake` run on every accepted connection (in the
+/// connection's task, so a slow handshake holds up no other; one that fails
+/// or outlasts the handshake timeout closes the connection).
 pub async fn serve_with<R: Routes, H: Handshake>(
     listener: TcpListener,
     routes: Arc<R>,
     metrics: Arc<ServerMetrics>,
     shutdown: CancellationToken,
     gate: Gate,
-    connections: Connections<H>,
+    handshake: H,
 ) {
-    let Gate {
-        limits,
-        permits,
-        sources,
-    } = gate;
-    let grace = limits.grace;
+    let limits = *gate.limits();
+    let counters = metrics.listener(limits.name);
     let graceful = GracefulShutdown::new();
-    let mut builder = hyper::server::conn::http1::Builder::new();
+    let mut builder = Builder::new();
     builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(connections.header_read_timeout)
-        .max_buf_size(MAX_HEAD_BYTES)
+        // Timed bounds every phase (hyper's own header timer would also
+        // bound idle keep-alive time, which the webhook needs longer).
+        .header_read_timeout(None)
+        // The documented limit exactly: a head over it gets 431, whether
+        // it arrives in one read or many (max_buf_size alone lets a head
+        // that lands in one larger read through).
+        .max_header_size(limits.max_head_bytes)
+        .max_buf_size(limits.max_head_bytes.max(MIN_BUF_SIZE))
         .keep_alive(true)
-        // Answers are small: one write(2) of head and body together costs
-        // less than writev(2) of the two.
-        .writev(false);
+        .writev(matches!(limits.writes, Writes::FromAnswer { .. }));
     let builder = Arc::new(builder);
+    let first = if H::PLAIN {
+        Phase::Head
+    } else {
+        Phase::Handshake
+    };
+    let mut acceptor = Acceptor::new(listener, limits.name, counters.clone());
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = acceptor.accept() => accepted,
         };
-        let slot = match limits.max_per_source {
-            None => None,
-            Some(max) => match sources.claim(peer.ip(), max) {
-                Some(slot) => Some(slot),
-                None => {
-                    metrics.refused_connection("per_source");
-                    debug!(%peer, "connection refused: too many open from this address");
-                    continue;
-                }
-            },
+        let slot = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            slot = gate.admit(peer.ip(), first, &counters) => slot,
+        };
+        let Some(slot) = slot else {
+            debug!(%peer, listener = limits.name, "connection refused: too many open from this address");
+            continue;
         };
         let _ = stream.set_nodelay(true);
-        let routes = routes.clone();
-        let svc_metrics = metrics.clone();
-        let svc = service_fn(move |req: Request<Incoming>| {
-            let started = Instant::now();
-            let answer = routes.route_owned(req, peer);
-            let metrics = svc_metrics.clone();
-            async move {
-                let (route, rsp) = answer.await;
-                metrics.observe(route, rsp.status(), started.elapsed().as_secs_f64());
-                Ok::<_, Infallible>(rsp)
+        if let Writes::FromAnswer { send_buffer } = limits.writes {
+            if let Err(e) = socket2::SockRef::from(&stream).set_send_buffer_size(send_buffer) {
+                debug!(%peer, error = %e, "cannot set the send buffer's size");
             }
-        });
-        // Held from the accept, so a drain also waits for handshakes.
+        }
+        let conn = Connection {
+            stream,
+            peer,
+            slot,
+            limits,
+            counters: counters.clone(),
+        };
+        // Taken at the accept, so a drain also waits for handshakes.
         let watcher = graceful.watcher();
-        let handshake = connections.handshake.clone();
-        let builder = builder.clone();
-        let open = metrics.open_connections.clone();
-        open.inc();
-        tokio::spawn(async move {
-            match tokio::time::timeout(HEADER_READ_TIMEOUT, handshake.handshake(stream)).await {
-                Ok(Ok(io)) => {
-                    let conn = watcher.watch(builder.serve_connection(TokioIo::new(io), svc));
-                    if let Err(e) = conn.await {
-                        debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                }
-                Ok(Err(e)) => debug!(%peer, error = %e, "handshake failed"),
-                Err(_) => debug!(%peer, "handshake timed out"),
-            }
-            open.dec();
-            drop(slot);
-            drop(permit);
-        });
+        tokio::spawn(conn.run(
+            routes.clone(),
+            metrics.clone(),
+            handshake.clone(),
+            builder.clone(),
+            watcher,
+        ));
     }
-    drop(listener);
+    drop(acceptor);
+    let grace = limits.grace;
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
     {
         warn!(
             grace_s = grace.as_secs(),
+            listener = limits.name,
             "connections still open after the grace period; closing them"
         );
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+// === impl Connection ===
 
-    #[test]
-    fn per_source_slots_are_counted_and_released() {
-        let sources = Arc::new(Sources::default());
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let b: IpAddr = "10.0.0.2".parse().unwrap();
-        let first = sources.claim(a, 2).unwrap();
-        let second = sources.claim(a, 2).unwrap();
-        assert!(
-            sources.claim(a, 2).is_none(),
-            "a third from the same source"
-        );
-        let other = sources.claim(b, 2).unwrap();
-        drop(first);
-        let again = sources.claim(a, 2).unwrap();
-        drop((second, again, other));
-        assert!(
-            sources.0.lock().is_empty(),
-            "nothing is kept for closed sources"
-        );
+impl Connection {
+    /// Handshake, then HTTP until the client leaves, a phase outlasts its
+    /// timeout, or the gate sheds the connection.
+    async fn run<R: Routes, H: Handshake>(
+        self,
+        routes: Arc<R>,
+        metrics: Arc<ServerMetrics>,
+        handshake: H,
+        builder: Arc<Builder>,
+        watcher: Watcher,
+    ) {
+        let Connection {
+            stream,
+            peer,
+            slot,
+            limits,
+            counters,
+        } = self;
+        counters.open.inc();
+        let conn = slot.conn().clone();
+        let served = async {
+            let timeout = limits.timeouts.handshake;
+            let mut shake = std::pin::pin!(handshake.handshake(stream));
+            let shake = std::future::poll_fn(|cx| {
+                let poll = shake.as_mut().poll(cx);
+                if poll.is_pending() {
+                    conn.waited();
+                }
+                poll
+            });
+            let io = match tokio::time::timeout(timeout, shake).await {
+                Ok(Ok(io)) => io,
+                Ok(Err(e)) => return debug!(%peer, error = %e, "handshake failed"),
+                Err(_) => {
+                    counters.timed_out("handshake");
+                    return debug!(%peer, "handshake timed out");
+                }
+            };
+            // The head's time starts now (for TLS: after the handshake).
+            conn.enter(Phase::Head);
+            let io = Timed::new(io, conn.clone(), limits.timeouts, counters.clone());
+            let svc = service(routes, metrics, conn.clone(), peer);
+            let served = watcher.watch(builder.serve_connection(TokioIo::new(io), svc));
+            if let Err(e) = served.await {
+                debug!(%peer, error = %e, "connection ended with an error");
+            }
+        };
+        tokio::select! {
+            _ = conn.shed() => debug!(%peer, listener = limits.name, "connection shed to make room for another"),
+            _ = served => {}
+        }
+        counters.open.dec();
+        drop(slot);
     }
+}
+
+/// The service of one connection: `routes`, timed and counted, marking the
+/// connection busy while a request is answered.
+fn service<R: Routes>(
+    routes: Arc<R>,
+    metrics: Arc<ServerMetrics>,
+    conn: Arc<Conn>,
+    peer: SocketAddr,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = http::Response<super::routes::Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<http::Response<super::routes::Body>, Infallible>> + Send,
+> + Send {
+    service_fn(move |req: Request<Incoming>| {
+        conn.enter(Phase::Busy);
+        let started = Instant::now();
+        let answer = routes.route_owned(req, peer);
+        let metrics = metrics.clone();
+        let conn = conn.clone();
+        async move {
+            let (route, rsp) = answer.await;
+            conn.enter(Phase::Idle);
+            metrics.observe(route, rsp.status(), started.elapsed().as_secs_f64());
+            Ok::<_, Infallible>(rsp)
+        }
+    })
 }

@@ -8,12 +8,17 @@
 //!   lets token-less (IMDSv1) requests through;
 //! - a request carrying `X-Forwarded-For` is refused (403), as EC2 does, so
 //!   a proxy in the Pod cannot relay outside callers;
+//! - the request must carry exactly one `Host` (400 otherwise) naming the
+//!   listen address, `localhost` on its port when that is loopback, or
+//!   the address SDKs use by default, `169.254.169.254` (`[fd00:ec2::254]`
+//!   over IPv6) on port 80, which a redirect to the emulation keeps
+//!   (403 otherwise; an absolute-form target is held to the same rule);
 //! - `GET /latest/meta-data/iam/security-credentials/` names one role and
 //!   `.../ROLE` returns the credentials; `/latest/meta-data/placement/region`
 //!   returns `--region`.
 
 use std::future::{ready, Ready};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +36,7 @@ use rand::RngCore;
 use tokio::time::Instant;
 
 use crate::config::ImdsConfig;
+use crate::server::host::{self, HostNames};
 use crate::server::{Answer, Body, Routes};
 use crate::store::Store;
 
@@ -38,6 +44,10 @@ use crate::store::Store;
 pub const ROLE_NAME: &str = "credagent";
 /// Longest session-token TTL EC2 allows.
 pub const MAX_TTL: Duration = Duration::from_secs(21_600);
+/// EC2's instance-metadata address, which SDKs use unless told otherwise.
+pub const EC2_METADATA_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
+/// EC2's IPv6 instance-metadata address (`AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE=IPv6`).
+pub const EC2_METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
 /// Session tokens held at once; the least recently used go beyond this.
 const MAX_SESSIONS: NonZeroUsize = match NonZeroUsize::new(4096) {
     Some(n) => n,
@@ -55,23 +65,38 @@ pub struct ImdsRoutes {
     config: Arc<ImdsConfig>,
     /// Session token → expiry.
     sessions: Arc<Mutex<LruCache<String, Instant>>>,
+    /// The names requests may carry; `None` (a wildcard listen address):
+    /// any well-formed one.
+    hosts: Option<Arc<HostNames>>,
 }
 
 // === impl ImdsRoutes ===
 
 impl ImdsRoutes {
-    /// Routes serving `store`.
-    pub fn new(store: Store, config: ImdsConfig) -> Self {
+    /// Routes serving `store` on a listener bound to `listen`.
+    pub fn new(store: Store, config: ImdsConfig, listen: SocketAddr) -> Self {
         Self {
             store,
             config: Arc::new(config),
             sessions: Arc::new(Mutex::new(LruCache::new(MAX_SESSIONS))),
+            hosts: host_names(listen).map(Arc::new),
         }
     }
 
     fn answer(&self, req: &Request<Incoming>) -> Answer {
         if req.headers().contains_key("x-forwarded-for") {
             return ("imds", text(StatusCode::FORBIDDEN, "Forbidden"));
+        }
+        let target = match &self.hosts {
+            Some(hosts) => hosts.check(req),
+            None => host::check_form(req),
+        };
+        if let Err(e) = target {
+            let body = match e.status() {
+                StatusCode::FORBIDDEN => "Forbidden",
+                _ => "Bad Request",
+            };
+            return ("imds", text(e.status(), body));
         }
         let path = req.uri().path();
         if path == "/latest/api/token" {
@@ -168,6 +193,17 @@ impl std::fmt::Debug for ImdsRoutes {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
+}
+
+/// What the emulation on `listen` answers to (see the module's docs).
+fn host_names(listen: SocketAddr) -> Option<HostNames> {
+    let mut names = HostNames::of(&[listen])?
+        .with_ip(IpAddr::V4(EC2_METADATA_V4), 80)
+        .with_ip(IpAddr::V6(EC2_METADATA_V6), 80);
+    if listen.ip().is_loopback() {
+        names = names.with_name("localhost", listen.port());
+    }
+    Some(names)
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {

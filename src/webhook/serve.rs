@@ -4,11 +4,14 @@
 //! - [`service`]: [`Webhook`], the wiring of the listeners, the certificate
 //!   reloader and (compat mode) the ServiceAccount cache, from the parsed
 //!   [`WebhookArgs`](crate::cli::WebhookArgs).
-//! - [`server`]: the routes, bounded in body size and time, calling the
-//!   pure core.
+//! - [`server`]: the routes, calling the pure core; [`body`] reads a
+//!   request's body within its bounds, [`budget`] is the memory requests in
+//!   flight may hold.
 //! - [`tls`]: the serving certificate, reloaded when its files change
 //!   ([`x509`] reads its expiry).
 
+pub mod body;
+pub mod budget;
 pub mod server;
 pub mod service;
 pub mod tls;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use credagent::server::HEADER_READ_TIMEOUT;
+use credagent::server::HEAD_TIMEOUT;
 
 use crate::paused::off_clock;
 use crate::support::{metric, scrape, until, Rig, RigOptions};
@@ -66,7 +66,7 @@ async fn a_slowloris_connection_is_closed() {
     // Never finish the headers: the server must hang up by itself, once its
     // header read timeout has passed on the paused clock. The clock stands
     // still while the test reads: 15 s bound the test, not the server.
-    tokio::time::sleep(HEADER_READ_TIMEOUT + Duration::from_secs(1)).await;
+    tokio::time::sleep(HEAD_TIMEOUT + Duration::from_secs(1)).await;
     let closed = off_clock(async move {
         let mut buf = Vec::new();
         tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut buf)).await
@@ -131,7 +131,7 @@ async fn request_smuggling_shapes_are_refused() {
 }
 
 #[tokio::test]
-async fn the_connection_cap_holds_extra_clients_back() {
+async fn a_full_listener_sheds_its_oldest_waiting_connection_for_a_newcomer() {
     let rig = Rig::start(RigOptions {
         max_connections: 2,
         ..RigOptions::default()
@@ -140,7 +140,7 @@ async fn the_connection_cap_holds_extra_clients_back() {
     rig.sidecar.store.wait_servable().await;
     // Two clients hold both slots with half-sent requests.
     let mut held = Vec::new();
-    for _ in 0..2 {
+    for n in 1..=2 {
         let mut s = TcpStream::connect(rig.sidecar.credentials_addr)
             .await
             .unwrap();
@@ -148,8 +148,15 @@ async fn the_connection_cap_holds_extra_clients_back() {
             .await
             .unwrap();
         held.push(s);
+        crate::support::until("the sidecar to take it", || {
+            crate::support::metric(
+                &crate::support::scrape(&rig.sidecar),
+                "credagent_open_connections",
+            ) >= Some(n as f64)
+        })
+        .await;
     }
-    // A third is accepted by the kernel but not served while they hold.
+    // A third is served at once: the oldest half-request makes room.
     let mut third = TcpStream::connect(rig.sidecar.credentials_addr)
         .await
         .unwrap();
@@ -158,15 +165,18 @@ async fn the_connection_cap_holds_extra_clients_back() {
         .await
         .unwrap();
     let mut buf = Vec::new();
-    let early = tokio::time::timeout(Duration::from_millis(300), third.read_to_end(&mut buf)).await;
-    assert!(early.is_err() && buf.is_empty(), "served beyond the cap");
-    // One slot frees up: the third is served.
-    drop(held.pop());
-    tokio::time::timeout(Duration::from_secs(10), third.read_to_end(&mut buf))
+    tokio::time::timeout(Duration::from_secs(3), third.read_to_end(&mut buf))
         .await
-        .unwrap()
+        .expect("served without waiting for a slot")
         .unwrap();
     assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 404"));
+    let mut byte = [0u8; 1];
+    let oldest = tokio::time::timeout(Duration::from_secs(3), held[0].read(&mut byte))
+        .await
+        .expect("the oldest is closed");
+    assert!(matches!(oldest, Ok(0) | Err(_)), "{oldest:?}");
+    let younger = tokio::time::timeout(Duration::from_millis(200), held[1].read(&mut byte)).await;
+    assert!(younger.is_err(), "the younger is kept: {younger:?}");
     // Hang up the other one too: the stop would wait its drain grace for it.
     drop(held);
     rig.stop().await;

@@ -16,17 +16,17 @@ use credagent_testkit::testing::request_from;
 use crate::paused::{off_clock, OffClock};
 use crate::support::{metric, mint, request, TestResponse, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
 
-struct NodeRig {
-    standin: StandIn,
-    issuer: Issuer,
-    node: Node,
-    addr: SocketAddr,
-    shutdown: CancellationToken,
+pub struct NodeRig {
+    pub standin: StandIn,
+    pub issuer: Issuer,
+    pub node: Node,
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
     /// On a paused clock: exchanges and requests run off it (`paused.rs`).
     paused: bool,
 }
 
-async fn start(flags: &[&str]) -> NodeRig {
+pub async fn start(flags: &[&str]) -> NodeRig {
     start_with(flags, false).await
 }
 
@@ -103,7 +103,7 @@ impl NodeRig {
         }
     }
 
-    fn token(&self, sa: &str) -> String {
+    pub fn token(&self, sa: &str) -> String {
         mint(&self.issuer, sa, Duration::from_secs(3600))
     }
 
@@ -111,7 +111,7 @@ impl NodeRig {
         String::from_utf8(self.node.metrics.encode()).unwrap()
     }
 
-    fn count(&self, series: &str) -> f64 {
+    pub fn count(&self, series: &str) -> f64 {
         metric(&self.metrics(), series).unwrap_or(0.0)
     }
 }
@@ -194,7 +194,8 @@ async fn bad_requests_are_refused_before_any_upstream_call() {
         (None, None, 401, "missing_token"),
         (Some("not-a-jwt".into()), None, 400, "malformed_token"),
         (Some(format!("{good}x.y")), None, 400, "malformed_token"),
-        (Some("a".repeat(17 * 1024)), None, 400, "malformed_token"),
+        // Over the 8 KiB token bound, under the 16 KiB head limit.
+        (Some("a".repeat(9 * 1024)), None, 400, "malformed_token"),
         (Some(expired), None, 401, "expired_token"),
         (Some(good.clone()), Some("evil.example"), 403, "bad_host"),
         (Some(good.clone()), Some("169.254.170.23"), 403, "bad_host"),
@@ -505,9 +506,11 @@ async fn a_failing_identity_is_not_retried_on_every_request() {
 }
 
 /// Issue 13, measurement 4, over HTTP: one address cannot hold more than
-/// its share of connections, and another is still served.
+/// its share of connections: its newest pushes out its oldest idle one, or
+/// is closed at once if none is idle; another address is still served.
 #[tokio::test]
 async fn one_source_cannot_hold_every_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rig = start(&[
         "--max-connections-per-source",
         "8",
@@ -515,25 +518,52 @@ async fn one_source_cannot_hold_every_connection() {
         "64",
     ])
     .await;
-    let hostile = std::net::SocketAddr::new("127.0.0.4".parse().unwrap(), 0);
+    let connect = |source: &'static str| async move {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind(SocketAddr::new(source.parse().unwrap(), 0)).unwrap();
+        s.connect(rig.addr).await.unwrap()
+    };
+    let unauthorized = format!("GET /v1/credentials HTTP/1.1\r\nHost: {}\r\n\r\n", rig.addr);
+    let mut answer = [0u8; 12];
+    // Eight kept-alive connections, each answered once: idle.
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        let mut c = connect("127.0.0.4").await;
+        c.write_all(unauthorized.as_bytes()).await.unwrap();
+        c.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"HTTP/1.1 401");
+        idle.push(c);
+    }
+    // The ninth is served, and the oldest of the eight closed for it.
+    let mut ninth = connect("127.0.0.4").await;
+    ninth.write_all(unauthorized.as_bytes()).await.unwrap();
+    ninth.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 401");
+    let mut rest = Vec::new();
+    // Read to the end (or a reset): it is closed, long before the idle timeout.
+    let _ = tokio::time::timeout(Duration::from_secs(3), idle[0].read_to_end(&mut rest))
+        .await
+        .expect("the oldest is closed without waiting for the idle timeout");
+    assert!(
+        rig.count(
+            r#"credagent_connections_shed_total{listener="credentials",reason="per_source"}"#
+        ) >= 1.0
+    );
+    // Eight half-sent requests, none idle: a ninth is closed at once.
     let mut held = Vec::new();
     for _ in 0..8 {
-        let s = tokio::net::TcpSocket::new_v4().unwrap();
-        s.bind(hostile).unwrap();
-        held.push(s.connect(rig.addr).await.unwrap());
+        let mut c = connect("127.0.0.6").await;
+        c.write_all(b"GET /v1/credentials HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        held.push(c);
     }
-    // The ninth is accepted and closed at once.
-    let s = tokio::net::TcpSocket::new_v4().unwrap();
-    s.bind(hostile).unwrap();
-    let mut ninth = s.connect(rig.addr).await.unwrap();
-    let mut buf = [0u8; 1];
-    let closed = tokio::time::timeout(
-        Duration::from_secs(3),
-        tokio::io::AsyncReadExt::read(&mut ninth, &mut buf),
-    )
-    .await
-    .expect("closed without waiting for the header timeout");
+    let mut refused = connect("127.0.0.6").await;
+    let closed = tokio::time::timeout(Duration::from_secs(3), refused.read(&mut answer))
+        .await
+        .expect("closed without waiting for the head timeout");
     assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    assert!(rig.count(r#"credagent_connections_refused_total{reason="per_source"}"#) >= 1.0);
     let other = request_from(
         "127.0.0.5".parse().unwrap(),
         rig.addr,
@@ -547,8 +577,7 @@ async fn one_source_cannot_hold_every_connection() {
     .await
     .unwrap();
     assert_eq!(other.status, 200);
-    assert!(rig.count(r#"credagent_connections_refused_total{reason="per_source"}"#) >= 1.0);
-    drop(held);
+    drop((idle, held));
 }
 
 /// The herd of issue 13 with realistic latency: 1,000 identities (250 Pods

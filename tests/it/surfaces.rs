@@ -44,7 +44,9 @@ async fn imds_v2_protocol() {
     let addr = rig.sidecar.imds_addr.expect("imds listener");
     let get = |path: &'static str, headers: Vec<(&'static str, String)>| {
         off_clock(async move {
-            let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let host = addr.to_string();
+            let mut h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            h.push(("host", &host));
             let method = if path == "/latest/api/token" {
                 "PUT"
             } else {
@@ -163,7 +165,7 @@ async fn imds_v1_only_when_allowed() {
         None,
         "GET",
         "/latest/meta-data/iam/security-credentials/credagent",
-        &[],
+        &[("host", &addr.to_string())],
         "",
     )
     .await

@@ -1,12 +1,26 @@
-//! Reading an `admission.k8s.io/v1` AdmissionReview request.
+//! Reading an `admission.k8s.io/v1` AdmissionReview request, within a
+//! memory bound fixed before anything is built from the body.
 //!
-//! The body is read as a generic JSON value and picked apart by hand (as in
-//! [`crate::exchange`]): no typed Pod exists anywhere, so nothing the API
-//! server sent can be dropped on the way to the patch, and no error message
-//! quotes the body. Any input, however broken, gives a [`Request`] or a
-//! [`ReviewError`]; none panics.
+//! [`scan()`] walks the body once without allocating ([`mod@scan`]): it
+//! refuses one nested deeper than [`MAX_DEPTH`], and one whose reading and
+//! answering would cost more than [`MAX_COST`] ([`ReviewError::TooCostly`]);
+//! the server reserves the cost counted ([`Scanned::cost`]) from its memory
+//! budget. Then only what the injector uses is read ([`wire`]): the
+//! envelope's few strings, and `request.object` as a generic JSON value
+//! (the patch is computed on the raw Pod, never on a typed copy, so nothing
+//! the API server sent can be dropped on the way to it); everything else is
+//! checked as JSON and skipped. No error message quotes the body. Any
+//! input, however broken, gives a [`Request`] or a [`ReviewError`]; none
+//! panics.
 
-use serde_json::{Map, Value};
+pub mod scan;
+pub mod wire;
+
+use serde_json::Value;
+
+pub use self::scan::MAX_DEPTH;
+use self::scan::{Shape, TooDeep};
+use self::wire::{Body, DryRun};
 
 /// The only AdmissionReview version served (the API server sends the first
 /// of the webhook's `admissionReviewVersions` it supports; list just `v1`).
@@ -16,6 +30,15 @@ pub const KIND: &str = "AdmissionReview";
 /// Longest `request.uid` accepted (real ones are 36-character UUIDs); it is
 /// echoed back, so it is bounded.
 pub const MAX_UID: usize = 128;
+/// The most memory reading and answering one AdmissionReview may take, by
+/// [`Scanned::cost`]: 24 MiB, 3/8 of the webhook's 64 MiB memory limit. A
+/// real Pod (many containers, env entries, annotations and the
+/// managedFields that list them) costs about 13 bytes per byte of JSON, so
+/// Pods of up to about 1.9 MB fit (the API server takes requests of up to
+/// 3 MiB; etcd stores objects of up to 1.5 MiB); the densest bodies (lists
+/// of tiny values) cost about 130 bytes per byte and are refused from about
+/// 190 KB.
+pub const MAX_COST: u64 = 24 * 1024 * 1024;
 
 /// One admission request: the parts the injector uses.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,8 +102,8 @@ pub enum Operation {
     Other(String),
 }
 
-/// Why a body is not an AdmissionReview request; the server answers HTTP 400.
-/// Display never quotes the body.
+/// Why a body is not read; the server answers HTTP 400 (413 for
+/// [`ReviewError::TooCostly`]). Display never quotes the body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReviewError {
     /// Not JSON at all.
@@ -91,6 +114,21 @@ pub enum ReviewError {
         /// Where parsing stopped.
         column: usize,
     },
+    /// Nested deeper than [`MAX_DEPTH`] (no Pod comes near).
+    #[error("the body nests deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    /// Would take more than [`MAX_COST`] to read and answer.
+    #[error("the AdmissionReview would take {cost_kib} KiB of memory to read and answer ({values} values in its object, {containers} containers), more than the {limit_kib} KiB allowed for one request")]
+    TooCostly {
+        /// The cost counted, KiB.
+        cost_kib: u64,
+        /// The limit, KiB.
+        limit_kib: u64,
+        /// Values and members in `request.object`.
+        values: u64,
+        /// Containers in its spec.
+        containers: u64,
+    },
     /// JSON, but not an `admission.k8s.io/v1` AdmissionReview.
     #[error("the body is not an admission.k8s.io/v1 AdmissionReview: {0}")]
     NotAReview(&'static str),
@@ -99,111 +137,143 @@ pub enum ReviewError {
     Invalid(&'static str),
 }
 
-/// Parses an AdmissionReview request body.
-pub fn parse(body: &[u8]) -> Result<Request, ReviewError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| ReviewError::NotJson {
-        line: e.line(),
-        column: e.column(),
-    })?;
-    let Value::Object(mut review) = value else {
-        return Err(ReviewError::NotAReview("not a JSON object"));
-    };
-    match review.get("apiVersion").and_then(Value::as_str) {
-        Some(API_VERSION) => {}
-        Some(_) => {
-            return Err(ReviewError::NotAReview(
-                "apiVersion is not admission.k8s.io/v1",
-            ))
-        }
-        None => return Err(ReviewError::NotAReview("apiVersion is missing")),
-    }
-    if review.get("kind").and_then(Value::as_str) != Some(KIND) {
-        return Err(ReviewError::NotAReview("kind is not AdmissionReview"));
-    }
-    let Some(Value::Object(mut request)) = review.remove("request") else {
-        return Err(ReviewError::NotAReview(
-            "request is missing or not an object",
-        ));
-    };
-    let uid = match request.get("uid").and_then(Value::as_str) {
-        Some(u)
-            if !u.is_empty() && u.len() <= MAX_UID && u.bytes().all(|b| b.is_ascii_graphic()) =>
-        {
-            u.to_owned()
-        }
-        _ => {
-            return Err(ReviewError::Invalid(
-                "request.uid is missing or not a short printable string",
-            ))
-        }
-    };
-    let kind = request
-        .get("kind")
-        .and_then(Value::as_object)
-        .and_then(|m| {
-            Some(GroupVersionKind {
-                group: string(m, "group")?,
-                version: string(m, "version")?,
-                kind: string(m, "kind")?,
-            })
-        })
-        .ok_or(ReviewError::Invalid(
-            "request.kind is not a {group, version, kind}",
-        ))?;
-    let resource = request
-        .get("resource")
-        .and_then(Value::as_object)
-        .and_then(|m| {
-            Some(GroupVersionResource {
-                group: string(m, "group")?,
-                version: string(m, "version")?,
-                resource: string(m, "resource")?,
-            })
-        })
-        .ok_or(ReviewError::Invalid(
-            "request.resource is not a {group, version, resource}",
-        ))?;
-    let operation = match request.get("operation").and_then(Value::as_str) {
-        Some("CREATE") => Operation::Create,
-        Some("UPDATE") => Operation::Update,
-        Some("DELETE") => Operation::Delete,
-        Some("CONNECT") => Operation::Connect,
-        Some(other) => {
-            Operation::Other(other.chars().filter(|c| !c.is_control()).take(32).collect())
-        }
-        None => {
-            return Err(ReviewError::Invalid(
-                "request.operation is missing or not a string",
-            ))
-        }
-    };
-    let dry_run = match request.get("dryRun") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(ReviewError::Invalid("request.dryRun is not a boolean")),
-    };
-    let non_empty = |key: &str| {
-        request
-            .get(key)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
-    Ok(Request {
-        sub_resource: non_empty("subResource"),
-        namespace: non_empty("namespace"),
-        name: non_empty("name"),
-        object: request.remove("object").unwrap_or(Value::Null),
-        uid,
-        kind,
-        resource,
-        operation,
-        dry_run,
-    })
+/// A body scanned and within [`MAX_COST`], ready to be read.
+#[derive(Debug, Clone, Copy)]
+pub struct Scanned<'a> {
+    body: &'a [u8],
+    shape: Shape,
 }
 
-fn string(m: &Map<String, Value>, key: &str) -> Option<String> {
-    m.get(key).and_then(Value::as_str).map(str::to_owned)
+/// Scans a body (no allocation): refuses one nested too deep, or whose
+/// reading and answering would cost more than [`MAX_COST`].
+pub fn scan(body: &[u8]) -> Result<Scanned<'_>, ReviewError> {
+    let shape = scan::scan(body).map_err(|TooDeep| ReviewError::TooDeep)?;
+    if shape.cost() > MAX_COST {
+        return Err(ReviewError::TooCostly {
+            cost_kib: shape.cost().div_ceil(1024),
+            limit_kib: MAX_COST / 1024,
+            values: shape.pod_values,
+            containers: shape.containers,
+        });
+    }
+    Ok(Scanned { body, shape })
+}
+
+/// Scans and reads an AdmissionReview request body.
+pub fn parse(body: &[u8]) -> Result<Request, ReviewError> {
+    scan(body)?.parse()
+}
+
+// === impl Scanned ===
+
+impl Scanned<'_> {
+    /// The most memory, in bytes, reading and answering this body takes
+    /// beyond the body itself (at most [`MAX_COST`]).
+    pub fn cost(&self) -> u64 {
+        self.shape.cost()
+    }
+
+    /// What the scan found.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// Reads the request.
+    pub fn parse(self) -> Result<Request, ReviewError> {
+        let body: Body = serde_json::from_slice(self.body).map_err(|e| ReviewError::NotJson {
+            line: e.line(),
+            column: e.column(),
+        })?;
+        let Body(Some(review)) = body else {
+            return Err(ReviewError::NotAReview("not a JSON object"));
+        };
+        match review.api_version.as_deref() {
+            Some(API_VERSION) => {}
+            Some(_) => {
+                return Err(ReviewError::NotAReview(
+                    "apiVersion is not admission.k8s.io/v1",
+                ))
+            }
+            None => return Err(ReviewError::NotAReview("apiVersion is missing")),
+        }
+        if review.kind.as_deref() != Some(KIND) {
+            return Err(ReviewError::NotAReview("kind is not AdmissionReview"));
+        }
+        let Some(request) = review.request else {
+            return Err(ReviewError::NotAReview(
+                "request is missing or not an object",
+            ));
+        };
+        let uid = match request.uid {
+            Some(u)
+                if !u.is_empty()
+                    && u.len() <= MAX_UID
+                    && u.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                u
+            }
+            _ => {
+                return Err(ReviewError::Invalid(
+                    "request.uid is missing or not a short printable string",
+                ))
+            }
+        };
+        let kind = match request.kind {
+            Some([Some(group), Some(version), Some(kind)]) => GroupVersionKind {
+                group,
+                version,
+                kind,
+            },
+            _ => {
+                return Err(ReviewError::Invalid(
+                    "request.kind is not a {group, version, kind}",
+                ))
+            }
+        };
+        let resource = match request.resource {
+            Some([Some(group), Some(version), Some(resource)]) => GroupVersionResource {
+                group,
+                version,
+                resource,
+            },
+            _ => {
+                return Err(ReviewError::Invalid(
+                    "request.resource is not a {group, version, resource}",
+                ))
+            }
+        };
+        let operation = match request.operation.as_deref() {
+            Some("CREATE") => Operation::Create,
+            Some("UPDATE") => Operation::Update,
+            Some("DELETE") => Operation::Delete,
+            Some("CONNECT") => Operation::Connect,
+            Some(other) => {
+                Operation::Other(other.chars().filter(|c| !c.is_control()).take(32).collect())
+            }
+            None => {
+                return Err(ReviewError::Invalid(
+                    "request.operation is missing or not a string",
+                ))
+            }
+        };
+        let dry_run = match request.dry_run {
+            DryRun::Absent => false,
+            DryRun::Bool(b) => b,
+            DryRun::Other => return Err(ReviewError::Invalid("request.dryRun is not a boolean")),
+        };
+        let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
+        Ok(Request {
+            sub_resource: non_empty(request.sub_resource),
+            namespace: non_empty(request.namespace),
+            name: non_empty(request.name),
+            object: request.object.unwrap_or(Value::Null),
+            uid,
+            kind,
+            resource,
+            operation,
+            dry_run,
+        })
+    }
 }
 
 // === impl Request ===
@@ -238,99 +308,4 @@ impl Operation {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn review(request: Value) -> Vec<u8> {
-        serde_json::to_vec(&json!({"apiVersion": API_VERSION, "kind": KIND, "request": request}))
-            .unwrap()
-    }
-
-    fn pod_create() -> Value {
-        json!({
-            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": "ns", "name": "", "operation": "CREATE",
-            "userInfo": {"username": "u"}, "object": {"spec": {}}, "oldObject": null,
-            "dryRun": true, "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"}
-        })
-    }
-
-    #[test]
-    fn reads_a_pod_create() {
-        let r = parse(&review(pod_create())).unwrap();
-        assert_eq!(r.uid, "705ab4f5-6393-11e8-b7cc-42010a800002");
-        assert!(r.is_pod_create() && r.dry_run);
-        assert_eq!(r.namespace.as_deref(), Some("ns"));
-        assert_eq!(r.name, None);
-        assert_eq!(r.object, json!({"spec": {}}));
-        assert_eq!(r.operation.as_str(), "CREATE");
-    }
-
-    #[test]
-    fn tells_pod_create_from_the_rest() {
-        let with = |key: &str, v: Value| {
-            let mut req = pod_create();
-            req[key] = v;
-            parse(&review(req)).unwrap()
-        };
-        assert!(!with("operation", json!("UPDATE")).is_pod_create());
-        assert!(!with("subResource", json!("binding")).is_pod_create());
-        assert!(with("subResource", json!("")).is_pod_create());
-        assert!(!with(
-            "kind",
-            json!({"group": "apps", "version": "v1", "kind": "Deployment"})
-        )
-        .is_pod_create());
-        assert!(!with(
-            "resource",
-            json!({"group": "", "version": "v1", "resource": "configmaps"})
-        )
-        .is_pod_create());
-        assert_eq!(
-            with("operation", json!("PATCH\n")).operation,
-            Operation::Other("PATCH".into())
-        );
-        assert!(!with("dryRun", json!(null)).dry_run);
-    }
-
-    #[test]
-    fn refuses_what_is_not_a_review() {
-        let cases: Vec<(Vec<u8>, &str)> = vec![
-            (b"".to_vec(), "not JSON"),
-            (b"{\"apiVersion\":".to_vec(), "not JSON"),
-            (b"[]".to_vec(), "not a JSON object"),
-            (br#"{"kind":"AdmissionReview"}"#.to_vec(), "apiVersion is missing"),
-            (br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{}}"#.to_vec(), "not admission.k8s.io/v1"),
-            (br#"{"apiVersion":"admission.k8s.io/v1","kind":"Pod"}"#.to_vec(), "kind is not AdmissionReview"),
-            (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#.to_vec(), "request is missing"),
-            (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"x","allowed":true}}"#.to_vec(), "request is missing"),
-        ];
-        for (body, want) in cases {
-            let e = parse(&body).unwrap_err().to_string();
-            assert!(e.contains(want), "{}: {e}", String::from_utf8_lossy(&body));
-        }
-        let broken = |key: &str, v: Value, want: &str| {
-            let mut req = pod_create();
-            req[key] = v;
-            let e = parse(&review(req)).unwrap_err();
-            assert!(matches!(e, ReviewError::Invalid(_)), "{e}");
-            assert!(e.to_string().contains(want), "{key}: {e}");
-        };
-        broken("uid", json!(""), "request.uid");
-        broken("uid", json!("a b"), "request.uid");
-        broken("uid", json!("x".repeat(MAX_UID + 1)), "request.uid");
-        broken("uid", json!(7), "request.uid");
-        broken("kind", json!("Pod"), "request.kind");
-        broken(
-            "kind",
-            json!({"group": "", "version": "v1"}),
-            "request.kind",
-        );
-        broken("resource", json!(null), "request.resource");
-        broken("operation", json!(1), "request.operation");
-        broken("dryRun", json!("false"), "request.dryRun");
-    }
-}
+mod tests;

@@ -2,12 +2,17 @@
 //! AdmissionReview in, an AdmissionReview out, around the pure core
 //! ([`super::admit`]).
 //!
-//! Every request is bounded: its body by size (`--max-body-bytes`, checked
-//! against `Content-Length` before reading and while reading) and by time
-//! (`--body-timeout`), any ServiceAccount lookup by [`LOOKUP_TIMEOUT`]. A
-//! body that is not an AdmissionReview gets 400; every AdmissionReview gets
-//! 200 with the answer. The handler has no side effects (the only calls it
-//! makes are reads), so `dryRun` requests are answered like the others.
+//! Every request is bounded: its body by size, time and the memory bodies
+//! in flight share ([`super::body`]); reading and answering it by the cost
+//! the pre-scan counts, refused above
+//! [`MAX_COST`](crate::webhook::mutate::review::MAX_COST) and reserved from
+//! the [`Budget`] before anything is built; any ServiceAccount lookup by
+//! [`LOOKUP_TIMEOUT`]. A body that is not an AdmissionReview gets 400 (413
+//! if too costly to read), a request that finds the budget in use for
+//! [`WAIT`](super::budget::WAIT) gets 503 with `Retry-After`; every
+//! AdmissionReview read gets 200 with the answer. The handler has no side
+//! effects (the only calls it makes are reads), so `dryRun` requests are
+//! answered like the others.
 //! One log line per decision.
 
 use std::future::Future;
@@ -17,9 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 use tokio::time::Instant;
@@ -36,7 +41,10 @@ use crate::webhook::mutate::admit::{
 use crate::webhook::mutate::annotations::{Entry, Mode};
 use crate::webhook::mutate::inject::{Decision, SkipReason};
 use crate::webhook::mutate::names;
-use crate::webhook::mutate::review::{parse, Request as Review};
+use crate::webhook::mutate::review::{scan, Request as Review, ReviewError};
+
+use super::body::{self, BodyError};
+use super::budget::{Budget, Reservation, RETRY_AFTER_SECS};
 
 /// The path of the Pod entry ([`Entry::Pod`]).
 pub const MUTATE_PATH: &str = "/mutate";
@@ -58,6 +66,8 @@ pub struct MutateRoutes {
     pub max_body_bytes: usize,
     /// Time allowed for the body.
     pub body_timeout: Duration,
+    /// The memory requests in flight may hold.
+    pub budget: Budget,
 }
 
 /// How a request ended, for the metric and the log line.
@@ -104,10 +114,13 @@ impl Routes for MutateRoutes {
         let config = self.config.clone();
         let accounts = self.accounts.clone();
         let metrics = self.metrics.clone();
-        let (max, timeout) = (self.max_body_bytes, self.body_timeout);
+        let bounds = Bounds {
+            max: self.max_body_bytes,
+            timeout: self.body_timeout,
+            budget: self.budget.clone(),
+        };
         Box::pin(async move {
-            let (rsp, outcome) =
-                mutate(req, entry, &config, accounts.as_deref(), max, timeout).await;
+            let (rsp, outcome) = mutate(req, entry, &config, accounts.as_deref(), &bounds).await;
             metrics.admission(
                 outcome.outcome,
                 outcome.reason,
@@ -126,74 +139,73 @@ impl std::fmt::Debug for MutateRoutes {
     }
 }
 
+/// What bounds one request.
+struct Bounds {
+    max: usize,
+    timeout: Duration,
+    budget: Budget,
+}
+
 async fn mutate(
     req: Request<Incoming>,
     entry: Entry,
     config: &InjectArgs,
     accounts: Option<&dyn ServiceAccounts>,
-    max: usize,
-    timeout: Duration,
+    bounds: &Bounds,
 ) -> (Response<Body>, Outcome) {
     // Not a decision: one warning line, never quoting the body.
     let failed = |status: StatusCode, reason, message: String| {
         warn!(status = status.as_u16(), reason, error = %Untrusted::new(&message), "request not answered with a decision");
+        let mut rsp = json_error(status, &message);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            rsp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
         (
-            json_error(status, &message),
+            rsp,
             Outcome {
                 outcome: "error",
                 reason,
             },
         )
     };
-    if !is_json(req.headers().get(CONTENT_TYPE)) {
-        return failed(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "the body must be an AdmissionReview sent as application/json".into(),
-        );
-    }
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return failed(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("the body is larger than {max} bytes"),
-        );
-    }
-    let body =
-        match tokio::time::timeout(timeout, Limited::new(req.into_body(), max).collect()).await {
-            Err(_) => {
-                return failed(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "body_timeout",
-                    format!("the body did not arrive within {} s", timeout.as_secs()),
-                )
-            }
-            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                return failed(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    format!("the body is larger than {max} bytes"),
-                )
-            }
-            Ok(Err(_)) => {
-                return failed(
-                    StatusCode::BAD_REQUEST,
-                    "not_a_review",
-                    "the body could not be read".into(),
-                )
-            }
-            Ok(Ok(collected)) => collected.to_bytes(),
-        };
-    let review = match parse(&body) {
-        Ok(r) => r,
+    let body = match body::read(req, bounds.max, bounds.timeout, &bounds.budget).await {
+        Ok(b) => b,
         Err(e) => {
-            return failed(StatusCode::BAD_REQUEST, "not_a_review", e.to_string());
+            let (status, reason) = match e {
+                BodyError::NotJson => {
+                    (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+                }
+                BodyError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+                BodyError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
+                BodyError::Unreadable => (StatusCode::BAD_REQUEST, "not_a_review"),
+                BodyError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            };
+            return failed(status, reason, e.to_string());
         }
+    };
+    // Scanned without allocating; its cost reserved before it is read.
+    let refused = |e: ReviewError| {
+        let (status, reason) = match e {
+            ReviewError::TooDeep => (StatusCode::BAD_REQUEST, "too_deep"),
+            ReviewError::TooCostly { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_costly"),
+            _ => (StatusCode::BAD_REQUEST, "not_a_review"),
+        };
+        failed(status, reason, e.to_string())
+    };
+    let scanned = match scan(&body.bytes) {
+        Ok(s) => s,
+        Err(e) => return refused(e),
+    };
+    let mut held = match bounds.budget.read(scanned.cost()).await {
+        Ok(r) => r,
+        Err(e) => return failed(StatusCode::SERVICE_UNAVAILABLE, "overloaded", e.to_string()),
+    };
+    let parsed = scanned.parse();
+    drop(body);
+    let review = match parsed {
+        Ok(r) => r,
+        Err(e) => return refused(e),
     };
     let (decision, lookup_failed) = decide(&review, entry, config, accounts).await;
     let answer = respond(&review, &decision).to_bytes();
@@ -231,12 +243,30 @@ async fn mutate(
         },
     };
     log_decision(&review, entry, &decision, &outcome);
+    drop((review, decision));
+    // The answer holds its share of the budget until it has been sent.
+    held.shrink_to(answer.len());
     let rsp = Response::builder()
         .status(StatusCode::OK)
         .header(CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(answer)))
+        .body(Full::new(Bytes::from_owner(Held {
+            bytes: answer,
+            _reservation: held,
+        })))
         .unwrap_or_else(|_| internal_error());
     (rsp, outcome)
+}
+
+/// An answer's bytes and the share of the budget they hold.
+struct Held {
+    bytes: Vec<u8>,
+    _reservation: Reservation,
+}
+
+impl AsRef<[u8]> for Held {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 /// The decision, after looking up the ServiceAccount when it matters; true
@@ -335,14 +365,6 @@ fn log_decision(review: &Review, entry: Entry, decision: &Decision, outcome: &Ou
     );
 }
 
-/// `application/json`, with or without parameters.
-fn is_json(value: Option<&HeaderValue>) -> bool {
-    value
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
-}
-
 fn json_error(status: StatusCode, message: &str) -> Response<Body> {
     let body = json!({"code": status.as_u16(), "message": message});
     Response::builder()
@@ -355,16 +377,6 @@ fn json_error(status: StatusCode, message: &str) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn content_types() {
-        let v = |s: &'static str| Some(HeaderValue::from_static(s));
-        assert!(is_json(v("application/json").as_ref()));
-        assert!(is_json(v("Application/JSON; charset=utf-8").as_ref()));
-        assert!(!is_json(v("text/plain").as_ref()));
-        assert!(!is_json(v("application/json-patch+json").as_ref()));
-        assert!(!is_json(None));
-    }
 
     #[test]
     fn every_outcome_is_a_pre_created_series() {

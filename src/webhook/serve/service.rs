@@ -11,11 +11,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::budget::Budget;
 use super::server::MutateRoutes;
 use super::tls::{run_reloader, server_config, CertError, CertFiles, CertStore, POLL_INTERVAL};
 use crate::cli::WebhookArgs;
 use crate::metrics::{Metrics, MetricsError, ServerMetrics, WebhookMetrics};
-use crate::server::{self, AdminRoutes, Connections, Gate, Health, Limits};
+use crate::server::{self, AdminRoutes, Gate, Health, Limits};
 use crate::webhook::compat::kube::{KubeClient, KubeConfig};
 use crate::webhook::compat::kube_wire::KubeError;
 use crate::webhook::compat::sa_cache::{
@@ -25,7 +26,9 @@ use crate::webhook::compat::sa_cache::{
 /// How long an idle keep-alive connection is kept: longer than the 90 s
 /// after which the API server's Go transport drops idle connections itself,
 /// so it is the client that closes one, never the webhook while a request
-/// may be on its way.
+/// may be on its way (a POST on a connection the server closed is not
+/// retried). Only idle time: a request's head must arrive within
+/// [`server::HEAD_TIMEOUT`] of its first byte, whatever this is.
 pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Overrides for tests; the defaults are production's.
@@ -164,17 +167,16 @@ impl Webhook {
             shutdown.clone(),
         ));
         let grace = options.grace.unwrap_or(server::DRAIN_GRACE);
-        let limits = Limits {
-            grace,
-            max_connections: config.max_connections,
-            max_per_source: None,
-        };
+        let limits = Limits::webhook(config.max_connections, KEEP_ALIVE_TIMEOUT).with_grace(grace);
+        let admin = Limits::admin().with_grace(grace);
+        server::descriptors::check(limits.max_connections + admin.max_connections);
         let routes = MutateRoutes {
             config: Arc::new(inject.clone()),
             accounts: accounts.clone(),
             metrics: webhook_metrics,
             max_body_bytes: config.max_body_bytes,
             body_timeout: config.body_timeout,
+            budget: Budget::new(config.max_body_bytes),
         };
         tasks.spawn(server::serve_with(
             listener,
@@ -182,10 +184,7 @@ impl Webhook {
             server_metrics.clone(),
             shutdown.clone(),
             Gate::new(limits),
-            Connections {
-                handshake: tls,
-                header_read_timeout: KEEP_ALIVE_TIMEOUT,
-            },
+            tls,
         ));
         tasks.spawn(server::serve(
             admin_listener,
@@ -195,10 +194,7 @@ impl Webhook {
             }),
             server_metrics,
             shutdown,
-            Gate::new(Limits {
-                grace,
-                ..Limits::default()
-            }),
+            Gate::new(admin),
         ));
         Ok(Self {
             addr,
