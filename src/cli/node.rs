@@ -71,7 +71,7 @@ pub struct NodeArgs {
     #[arg(
         long,
         env = "CREDAGENT_MAX_CONNECTIONS",
-        default_value = "4096",
+        default_value = "2048",
         value_name = "N"
     )]
     pub max_connections: usize,
@@ -80,7 +80,7 @@ pub struct NodeArgs {
     #[arg(
         long,
         env = "CREDAGENT_MAX_CONNECTIONS_PER_SOURCE",
-        default_value = "1024",
+        default_value = "512",
         value_name = "N"
     )]
     pub max_connections_per_source: usize,

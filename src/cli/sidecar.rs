@@ -83,11 +83,11 @@ pub struct SidecarArgs {
     )]
     pub credentials_profile: String,
 
-    /// Most connections served at once per listener (more wait until one closes).
+    /// Most connections open at once on the credentials listener (more wait until one closes; sized to the memory limit: docs/deploy.md).
     #[arg(
         long,
         env = "CREDAGENT_MAX_CONNECTIONS",
-        default_value = "4096",
+        default_value = "256",
         value_name = "N"
     )]
     pub max_connections: usize,
