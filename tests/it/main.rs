@@ -3,8 +3,11 @@
 mod abuse;
 mod binary;
 mod botocore;
+mod cgroup;
 mod descriptors;
 mod faults;
+mod flood;
+mod flood_cgroup;
 mod layering;
 mod link;
 mod listeners;
