@@ -1060,7 +1060,7 @@ def section_herd_retry(ctx, res):
               [f"Every client behaves like botocore's container provider: a new connection per "
                f"attempt, gives up after 2 s, sleeps 1 s, tries again (until it has credentials). "
                f"All start at once. The agent runs with its defaults (--upstream-concurrency 32, "
-               f"--fill-wait 5 s, --max-connections 4096, 1024 per source); each exchange takes "
+               f"--fill-wait 5 s, --max-connections 2048, 512 per source); each exchange takes "
                f"100 ms at the stand-in, so the {identities:,} first exchanges need at least "
                f"{identities * 0.1 / 32:.1f} s. Time to credentials: from the start to the answer "
                f"with credentials, retries included. Node RSS afterwards: {fmt_mib(rss)}."])
@@ -1074,7 +1074,7 @@ def section_herd_retry(ctx, res):
 def section_node_memory(ctx, res):
     """The node agent's RSS at its connection cap: the figures its memory
     limit is computed from (docs/deploy.md, "Sizing")."""
-    cap = 400 if ctx.smoke else 4096
+    cap = 400 if ctx.smoke else 2048  # the default --max-connections
     sources = 8
     standin = StandIn(ctx, name="standin-cap")
     port = free_port()
@@ -1132,10 +1132,10 @@ def section_node_memory(ctx, res):
                  fmt_mib(rss2), f"{per_pending:.1f} KiB/connection", f"{sent} requests sent"])
     standin.fault(clear=True)
     node.stop()
-    res.target("node RSS at its connection cap (4,096 pending 8 KiB requests) ≤ 128 MiB",
+    res.target("node RSS at its connection cap (2,048 pending 8 KiB requests) ≤ 128 MiB",
                fmt_mib(rss2), None if ctx.smoke else rss2 <= 128 * 1024)
     res.table("7. Node agent at its connection cap", ["state", "RSS", "", "detail"], rows,
-              [f"The shipped binary with its defaults (--max-connections 4096, 1024 per source "
+              [f"The shipped binary with its defaults (--max-connections 2048, 512 per source "
                f"address); connections from {sources} loopback addresses. docs/deploy.md "
                f"(\"Sizing\") turns these figures into the DaemonSet's memory limit."])
     ctx.stop_all()

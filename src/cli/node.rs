@@ -81,7 +81,7 @@ pub struct NodeArgs {
     #[arg(
         long,
         env = "CREDAGENT_MAX_CONNECTIONS",
-        default_value = "4096",
+        default_value = "2048",
         value_name = "N",
         value_parser = checked(positive::<usize>)
     )]
@@ -91,7 +91,7 @@ pub struct NodeArgs {
     #[arg(
         long,
         env = "CREDAGENT_MAX_CONNECTIONS_PER_SOURCE",
-        default_value = "1024",
+        default_value = "512",
         value_name = "N",
         value_parser = checked(positive::<usize>)
     )]

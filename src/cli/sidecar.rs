@@ -91,11 +91,11 @@ pub struct SidecarArgs {
     )]
     pub credentials_profile: String,
 
-    /// Most connections served at once per listener (more wait until one closes).
+    /// Most connections open at once on the credentials listener (more wait until one closes; sized to the memory limit: docs/deploy.md).
     #[arg(
         long,
         env = "CREDAGENT_MAX_CONNECTIONS",
-        default_value = "4096",
+        default_value = "256",
         value_name = "N",
         value_parser = checked(positive::<usize>)
     )]

@@ -70,14 +70,14 @@ pub struct WebhookArgs {
     pub body_timeout: Duration,
 
     /// Most connections open at once on the HTTPS listener (more wait until one closes).
-    // 256: each can hold ~47 KiB (an unread answer filling its TLS and
-    // socket buffers), 12 MiB in all, beside the 32 MiB request budget and
-    // the ~7 MiB baseline, inside the chart's 64 MiB (docs/deploy.md,
-    // "Sizing"); the API servers keep a few dozen.
+    // 128: each can hold ~47 KiB (an unread answer filling its TLS and
+    // socket buffers), 6 MiB in all, beside the 32 MiB request budget and
+    // the baseline: 46 MiB, plus a third inside the chart's 64 MiB
+    // (docs/deploy.md, "Sizing"); the API servers keep a few each.
     #[arg(
         long,
         env = "CREDAGENT_MAX_CONNECTIONS",
-        default_value = "256",
+        default_value = "128",
         value_name = "N",
         value_parser = checked(positive::<usize>)
     )]

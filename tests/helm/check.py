@@ -879,7 +879,7 @@ def tls_kept_check(report, helm, work):
 
 
 def node_memory(n):
-    kib = 8 * 1024 + 11.5 * n["maxIdentities"] + 20 * n["maxConnections"] + 8 * n["maxPendingFills"]
+    kib = 8 * 1024 + 11.5 * n["maxIdentities"] + 36 * n["maxConnections"] + 8 * n["maxPendingFills"]
     mib = kib * 4 / 3 / 1024
     return f"{int(-(-mib // 16) * 16)}Mi"
 
@@ -897,7 +897,7 @@ def node_check(report, rendered, binary):
         got = spec["containers"][0]["resources"]["limits"]["memory"]
         explicit = (n["resources"].get("limits") or {}).get("memory")
         want = explicit or node_memory(n)
-        how = "as set" if explicit else (f"(8 MiB + 11.5 KiB x {n['maxIdentities']} + 20 KiB x {n['maxConnections']}"
+        how = "as set" if explicit else (f"(8 MiB + 11.5 KiB x {n['maxIdentities']} + 36 KiB x {n['maxConnections']}"
                                           f" + 8 KiB x {n['maxPendingFills']}) x 4/3")
         report.check(f"{ci}: memory limit {got} = {want}, {how}", got == want)
         if ci in ("ci/node-enabled-values.yaml", "ci/node-only-values.yaml"):
@@ -1107,7 +1107,7 @@ def manifests_check(report, helm):
     literals = dict(x.split("=", 1) for g in kz["configMapGenerator"] if g["name"] == "credagent-node"
                     for x in g.get("literals", []))
     cv = yaml.safe_load((ROOT / "manifests" / "daemonset" / "chart-values.yaml").read_text())["node"]
-    defaults = {"CREDAGENT_MAX_IDENTITIES": "4096", "CREDAGENT_MAX_CONNECTIONS": "4096",
+    defaults = {"CREDAGENT_MAX_IDENTITIES": "4096", "CREDAGENT_MAX_CONNECTIONS": "2048",
                 "CREDAGENT_MAX_PENDING_FILLS": "1024"}
     problems = []
     for env_name, key in (("CREDAGENT_MAX_IDENTITIES", "maxIdentities"), ("CREDAGENT_MAX_CONNECTIONS", "maxConnections"),

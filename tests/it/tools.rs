@@ -26,6 +26,13 @@ use std::sync::OnceLock;
 #[derive(Debug, Clone)]
 pub struct Missing(String);
 
+impl Missing {
+    /// A reason of the caller's own (a harness that checks its needs itself).
+    pub fn because(reason: impl Into<String>) -> Self {
+        Self(reason.into())
+    }
+}
+
 impl fmt::Display for Missing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -102,7 +102,7 @@ CREDAGENT_EXCHANGE_URL: {{ $u.exchangeUrl | quote }}
 {{/*
 The node agent's resources. limits.memory, unless set, is the worst case its
 bounds allow plus a third (docs/deploy.md, "Sizing"), rounded up to 16 MiB:
-  8 MiB + 11.5 KiB x identities + 20 KiB x connections + 8 KiB x pending fills
+  8 MiB + 11.5 KiB x identities + 36 KiB x connections + 8 KiB x pending fills
 computed in half-KiB units to stay in integers.
 */}}
 {{- define "credagent.node.resources" -}}
@@ -110,7 +110,7 @@ computed in half-KiB units to stay in integers.
 {{- $limits := $r.limits | default dict -}}
 {{- if not $limits.memory -}}
 {{- $n := .Values.node -}}
-{{- $halfKiB := add 16384 (mul 23 (int $n.maxIdentities)) (mul 40 (int $n.maxConnections)) (mul 16 (int $n.maxPendingFills)) -}}
+{{- $halfKiB := add 16384 (mul 23 (int $n.maxIdentities)) (mul 72 (int $n.maxConnections)) (mul 16 (int $n.maxPendingFills)) -}}
 {{- /* x 4/3, in units of 16 MiB = 32768 half-KiB: ceil(halfKiB x 4 / (3 x 32768)) */ -}}
 {{- $units := div (add (mul $halfKiB 4) 98303) 98304 -}}
 {{- $_ := set $limits "memory" (printf "%dMi" (mul $units 16)) -}}
