@@ -36,10 +36,14 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// of clients (Pods starting on a node) overflows those listeners' caps
 /// legitimately, and its connections are each in that phase for a moment;
 /// a newcomer waits (in the kernel's backlog) rather than cut them off.
-/// The admin and webhook listeners shed such connections at once: no herd
-/// of theirs exceeds their caps, and a small cap drains its backlog only
-/// as fast as connections become sheddable.
 pub const HERD_SHED_AFTER: Duration = Duration::from_secs(1);
+/// The same for the admin and webhook listeners, whose clients (kubelet's
+/// probe, a scraper, the API server) send their head or finish their
+/// handshake within milliseconds: long enough that a flood which churns
+/// through every slot cannot shed a probe's fresh connection before its
+/// head is read (at 0, one from 64 addresses did), short enough that a
+/// small cap drains its backlog quickly (64 slots every quarter second).
+pub const PROBE_SHED_AFTER: Duration = Duration::from_millis(250);
 /// Largest request head on the credentials listeners (sidecar and node):
 /// node mode's largest token is 8 KiB, an SDK's other headers well under
 /// 1 KiB.
@@ -181,7 +185,7 @@ impl Limits {
             max_connections: ADMIN_MAX_CONNECTIONS,
             max_per_source: Some(ADMIN_MAX_PER_SOURCE),
             max_head_bytes: SMALL_MAX_HEAD_BYTES,
-            shed_after: Duration::ZERO,
+            shed_after: PROBE_SHED_AFTER,
             timeouts: Timeouts::PLAIN,
             writes: Writes::Joined,
         }
@@ -217,7 +221,7 @@ impl Limits {
             max_connections,
             max_per_source: None,
             max_head_bytes: WEBHOOK_MAX_HEAD_BYTES,
-            shed_after: Duration::ZERO,
+            shed_after: PROBE_SHED_AFTER,
             timeouts: Timeouts {
                 idle,
                 ..Timeouts::PLAIN

@@ -190,13 +190,13 @@ type Paths = [&'static str; 2];
 const ADMIN_PATHS: Paths = ["/healthz", "/metrics"];
 const IMDS_PATHS: Paths = ["/latest/meta-data/", "/latest/api/token"];
 
-/// A small listener (admin, IMDS) with cap `cap` flooded from 16
+/// A small listener (admin, IMDS) with cap `cap` flooded from 64
 /// addresses of `127.0.NET.0/24` (as many neighbouring Pods; kubelet's
 /// address is another): [`SMALL_FLOOD`] times its cap of idle keep-alive
 /// connections, as many of partial heads just short of its head limit.
 /// Returns how many.
 fn flood_small(flood: &mut Flood, addr: SocketAddr, cap: usize, net: u8, paths: Paths) -> usize {
-    let (from, n) = (sources(net, 16), SMALL_FLOOD * cap);
+    let (from, n) = (sources(net, 64), SMALL_FLOOD * cap);
     flood.spawn(addr, &from, n, paths[0], Shape::Idle);
     let partial = Shape::Partial(SMALL_MAX_HEAD_BYTES - 200);
     flood.spawn(addr, &from, n, paths[1], partial);
