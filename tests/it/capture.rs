@@ -7,11 +7,14 @@
 //! starts logs on its thread.
 //!
 //! Why not `tracing::subscriber::set_default` per test: tracing caches each
-//! callsite's interest across all dispatchers, and a callsite another test
-//! registered while this test's dispatcher was being registered stayed cached
-//! as "never": the event was lost and the test waited for it forever (a full
-//! suite run hung once). A global subscriber that always says "sometimes"
-//! and decides per event has no such race.
+//! callsite's interest when the callsite is first hit, and a callsite first
+//! hit by another test (without this test's dispatcher) could stay cached as
+//! "never": the event was lost and the test waited for it forever (a full
+//! suite run hung once). For the same reason the filter here is dynamic
+//! (`dynamic_filter_fn`, interest "sometimes", asked at every event): a
+//! plain `filter_fn` is asked once per callsite, at its first hit, and a
+//! first hit on a thread without a capture cached "never" (the audit line
+//! was lost in a cold CI-like run).
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -19,7 +22,7 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Once};
 
 use parking_lot::Mutex;
-use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::filter::dynamic_filter_fn;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::Layer as _;
 
@@ -46,7 +49,9 @@ pub fn start() -> Capture {
             .with_current_span(false)
             .with_span_list(false)
             .with_writer(|| ToThread)
-            .with_filter(filter_fn(|_| CURRENT.with(|c| c.borrow().is_some())));
+            .with_filter(dynamic_filter_fn(|_, _| {
+                CURRENT.with(|c| c.borrow().is_some())
+            }));
         tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
             .expect("no other global subscriber in the test binary");
     });
