@@ -23,5 +23,6 @@ mod tinyproxy;
 mod upstream;
 mod webhook;
 mod webhook_compat;
+mod webhook_keys;
 mod webhook_namespace;
 mod webhook_proxy;
