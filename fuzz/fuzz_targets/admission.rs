@@ -107,6 +107,12 @@ fn flags() -> &'static InjectArgs {
             "US-EAST-04A",
             "--s3-endpoint",
             "http://cwlota.com",
+            // The POST exchange by default; a Pod's credagent.io/key-lifetime
+            // changes the lifetime or (`off`) turns it off.
+            "--key-lifetime",
+            "1h",
+            "--key-attribute",
+            "cluster=fuzz",
         ])
         .expect("valid flags")
     })

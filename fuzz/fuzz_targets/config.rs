@@ -16,7 +16,10 @@
 //! listeners and sidecar ports distinct, a token lifetime Kubernetes
 //! accepts, an image reference that passes the grammar, no resource request
 //! above its limit, and injected sidecar arguments that `credagent sidecar`
-//! itself accepts), and
+//! itself accepts, with and without the credential-process fallback, for the
+//! webhook's `--key-lifetime` and a Pod's `credagent.io/key-lifetime` over
+//! it: the sidecar then asks for exactly that lifetime with the webhook's
+//! `--key-attribute`s), and
 //! `parse_duration` accepts exactly `N` or a sequence of `N(ms|s|m|h)`
 //! (spaces between parts, surrounding ASCII whitespace allowed), with the
 //! value they add up to.
@@ -30,8 +33,12 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches};
 use credagent::cli::{Cli, Command, TuningArgs};
-use credagent::config::{image_reference, is_loopback_host, parse_duration, UpstreamConfig};
+use credagent::config::{
+    image_reference, is_loopback_host, parse_duration, parse_key_lifetime, UpstreamConfig,
+};
+use credagent::webhook::mutate::annotations::settings;
 use credagent::webhook::mutate::argv::sidecar_args;
+use credagent::webhook::mutate::names::{CREDENTIAL_PROCESS, KEY_LIFETIME};
 use libfuzzer_sys::fuzz_target;
 
 /// Fixture CA files: `ca.pem` (one certificate), `bad.pem`, `empty.pem`.
@@ -234,15 +241,43 @@ fuzz_target!(|data: &[u8]| {
                         assert!(!q.exceeds(l), "request {q:?} above limit {l:?}");
                     }
                 }
-                // What is injected is what `credagent sidecar` accepts.
+                // What is injected is what `credagent sidecar` accepts, for
+                // every Pod annotation that changes the arguments: the
+                // credential-process fallback, and the key lifetime (none:
+                // the flag's; fixed values; the input's last argument). An
+                // annotation the webhook refuses injects nothing.
+                let mut lifetimes = vec![None, Some("off"), Some("15m"), Some("12h"), Some("1h30m")];
+                lifetimes.extend(argv.last().and_then(|a| a.to_str()).filter(|a| a.len() <= 64).map(Some));
                 for credential_process in [false, true] {
-                    let args = sidecar_args(i, credential_process);
-                    let sidecar = parse(std::iter::once("credagent".to_owned()).chain(args.clone()));
-                    match sidecar.map(|c| c.command) {
-                        Ok(Command::Sidecar(s)) => {
-                            assert!(s.validate().is_ok(), "{args:?}")
+                    for &lifetime in &lifetimes {
+                        let mut a = serde_json::Map::new();
+                        if credential_process {
+                            a.insert(CREDENTIAL_PROCESS.into(), "true".into());
                         }
-                        other => panic!("the sidecar refuses {args:?}: {other:?}"),
+                        if let Some(l) = lifetime {
+                            a.insert(KEY_LIFETIME.into(), l.into());
+                        }
+                        let Ok(pod) = settings(Some(&a), i) else {
+                            // Only a lifetime out of range, or one the upstream cannot take.
+                            let refusable = |l: &str| parse_key_lifetime(l).is_err() || i.post_target().is_err();
+                            assert!(lifetime.is_some_and(|l| l != "off" && refusable(l)), "{a:?}");
+                            continue;
+                        };
+                        assert_eq!(pod.key_lifetime.is_some(), lifetime.map_or(i.key_lifetime.is_some(), |l| l != "off"));
+                        let args = sidecar_args(i, &pod);
+                        let sidecar = parse(std::iter::once("credagent".to_owned()).chain(args.clone()));
+                        match sidecar.map(|c| c.command) {
+                            Ok(Command::Sidecar(s)) => {
+                                assert!(s.validate().is_ok(), "{args:?}");
+                                // The sidecar asks for the Pod's lifetime with the webhook's attributes.
+                                assert_eq!(s.tuning.key_lifetime, pod.key_lifetime, "{args:?}");
+                                if pod.key_lifetime.is_some() {
+                                    assert_eq!(s.tuning.key_attributes, i.key_attributes, "{args:?}");
+                                    assert!(s.tuning.exchange(&s.upstream).is_ok(), "{args:?}");
+                                }
+                            }
+                            other => panic!("the sidecar refuses {args:?}: {other:?}"),
+                        }
                     }
                 }
             }

@@ -7,17 +7,21 @@
 //! annotation can choose them (a Pod that could pick the image could run any
 //! code with the credentials, and one that could pick the upstream could
 //! send its token anywhere). The per-Pod annotations tune the rest within
-//! limits.
+//! limits: the key lifetime (`credagent.io/key-lifetime`, 15m to 12h, or
+//! `off` for the GET exchange) but not the key attributes, which tag keys
+//! for the operator.
 
 use std::ffi::OsString;
+use std::time::Duration;
 
 use clap::{Args, Parser};
 
 use super::shared::DEFAULT_AUDIENCE;
 use crate::config::flag::{blank_is_none, checked, positive};
 use crate::config::{
-    Audience, ConfigError, HttpUrl, ImageRef, InjectedProxyUrl, NoProxyList, PullPolicy, Quantity,
-    Region, TokenExpiration, Upstream,
+    check_key_attributes, parse_key_attribute, parse_key_lifetime, post_target, Audience,
+    ConfigError, HttpUrl, ImageRef, InjectedProxyUrl, KeyAttribute, NoProxyList, PullPolicy,
+    Quantity, Region, TokenExpiration, Upstream,
 };
 
 /// Default node-mode credentials URL (the EKS Pod Identity address).
@@ -43,6 +47,25 @@ pub struct InjectArgs {
     /// the sidecar checks it, so that no injected sidecar exits 2 on it).
     #[command(flatten)]
     pub upstream: Upstream,
+
+    /// The injected sidecars' --key-lifetime: the POST exchange, keys of this lifetime, 15m to 12h (credagent.io/key-lifetime overrides it; without it: the GET exchange).
+    #[arg(
+        long,
+        env = "CREDAGENT_KEY_LIFETIME",
+        value_name = "DURATION",
+        value_parser = checked(parse_key_lifetime)
+    )]
+    pub key_lifetime: Option<Duration>,
+
+    /// The injected sidecars' --key-attribute, e.g. cluster=prod-1, for every sidecar that uses the POST exchange (repeatable; the variable takes a comma-separated list).
+    #[arg(
+        long = "key-attribute",
+        env = "CREDAGENT_KEY_ATTRIBUTE",
+        value_name = "NAME=VALUE",
+        value_parser = checked(parse_key_attribute),
+        value_delimiter = ','
+    )]
+    pub key_attributes: Vec<KeyAttribute>,
 
     /// Audience of the injected projected token (a Pod's credagent.io/audience overrides it).
     #[arg(long, env = "CREDAGENT_AUDIENCE", default_value = DEFAULT_AUDIENCE, value_name = "AUDIENCE")]
@@ -143,7 +166,26 @@ impl InjectArgs {
                 "must differ from --sidecar-port",
             ));
         }
+        check_key_attributes(&self.key_attributes)
+            .map_err(|e| ConfigError::new("--key-attribute", e))?;
+        if self.key_lifetime.is_some() {
+            self.post_target()?;
+        }
         self.resources.validate()
+    }
+
+    /// Whether the upstream can be called with the POST exchange (the
+    /// sidecar's own rule: `--exchange-url` must end in `/ORG-ID`), checked
+    /// before a sidecar is injected with `--key-lifetime`, by the flag here
+    /// or by a Pod's annotation.
+    pub fn post_target(&self) -> Result<(), ConfigError> {
+        let flag = match self.upstream {
+            Upstream::OrgId(_) => "--org-id",
+            Upstream::ExchangeUrl(_) => "--exchange-url",
+        };
+        post_target(self.upstream.url())
+            .map(drop)
+            .map_err(|e| ConfigError::new(flag, e))
     }
 
     /// The injection flags alone (`--sidecar-image IMAGE --org-id ID ...`),

@@ -153,6 +153,12 @@ fn every_bad_value_names_its_flag() {
         (&["--audience", "a b"], "--audience"),
         (&["--org-id", "a/b"], "--org-id"),
         (&["--exchange-url", "ftp://x"], "--exchange-url"),
+        (&["--key-lifetime", "5m"], "--key-lifetime"),
+        (&["--key-attribute", "k8s-pod=x"], "--key-attribute"),
+        (
+            &["--exchange-url", "https://a/b", "--key-lifetime", "1h"],
+            "--exchange-url",
+        ),
     ] {
         refused(flags, flag);
     }
@@ -225,4 +231,21 @@ fn the_sidecar_proxy_is_checked_as_the_sidecar_reads_it() {
     }
     let long = format!("--sidecar-no-proxy={}", "a,".repeat(2100));
     refused(&[long.as_str()], "--sidecar-no-proxy");
+}
+
+#[test]
+fn check_config_shows_the_key_lifetime_and_attributes() {
+    let printed = format!("{:?}", webhook(&[]).unwrap());
+    assert!(
+        printed.contains("key_lifetime: None, key_attributes: []"),
+        "{printed}"
+    );
+    let c = webhook(&["--key-lifetime", "1h", "--key-attribute", "cluster=prod-1"]).unwrap();
+    let printed = format!("{c:?}");
+    assert!(
+        printed.contains(
+            r#"key_lifetime: Some(3600s), key_attributes: [KeyAttribute { name: "cluster", value: "prod-1" }]"#
+        ),
+        "{printed}"
+    );
 }

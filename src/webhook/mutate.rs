@@ -25,7 +25,10 @@
 //!   every other container (app and init) `AWS_CONTAINER_CREDENTIALS_FULL_URI`
 //!   (`http://127.0.0.1:8181/v1/credentials`),
 //!   `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` and a read-only mount of
-//!   `credagent-auth`, plus the configured region and S3 endpoint;
+//!   `credagent-auth`, plus the configured region and S3 endpoint. With a key
+//!   lifetime (`--key-lifetime`, or the Pod's `credagent.io/key-lifetime`,
+//!   whose `off` keeps the GET) the sidecar uses the POST exchange: its
+//!   `--key-lifetime` and the webhook's `--key-attribute`s;
 //! - **node mode** (`credagent.io/mode: node`): no sidecar; the token volume
 //!   mounted read-only into each container, whose env points at the node
 //!   agent with the Pod's own token.
@@ -75,6 +78,8 @@ mod annotations_tests;
 mod decide_tests;
 #[cfg(test)]
 mod fixture_tests;
+#[cfg(test)]
+mod key_tests;
 #[cfg(test)]
 mod proxy_tests;
 

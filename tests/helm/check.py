@@ -23,6 +23,9 @@ Checks:
   required     missing or contradictory values fail with a message naming them
   sidecar proxy  webhook.inject.httpsProxy/noProxy reach the webhook's env and its
                --check-config; a proxy URL with credentials is refused unrepeated
+  key lifetime upstream.keyLifetime/keyAttributes reach the webhook's and the
+               node agent's env and their --check-config; attributes alone
+               only the webhook's; unset, neither
   labels       app.kubernetes.io/* and helm.sh/chart on every object, selectors,
                names and label values within 63 characters (also for a
                53-character release name)
@@ -306,6 +309,19 @@ def schema_check(report, helm, work):
          "/webhook/inject/httpsProxy"),
         ("a sidecar NO_PROXY with a character no host has (;)", {"webhook": {"inject": {"noProxy": ".svc;.corp"}}},
          "/webhook/inject/noProxy"),
+        ("a key lifetime below 15m (5m)", {"upstream": {"keyLifetime": "5m"}}, "/upstream/keyLifetime"),
+        ("a key lifetime above 12h (721m)", {"upstream": {"keyLifetime": "721m"}}, "/upstream/keyLifetime"),
+        ("a key lifetime in days (1d)", {"upstream": {"keyLifetime": "1d"}}, "/upstream/keyLifetime"),
+        ("a key attribute value with a comma", {"upstream": {"keyAttributes": {"team": "ml,ops"}}},
+         "/upstream/keyAttributes/team"),
+        ("a number as a key attribute value", {"upstream": {"keyAttributes": {"tier": 1}}},
+         "/upstream/keyAttributes/tier"),
+        ("a key attribute the agent sets (k8s-pod)", {"upstream": {"keyAttributes": {"k8s-pod": "x"}}},
+         "invalid propertyName 'k8s-pod'"),
+        ("a key attribute name with a space", {"upstream": {"keyAttributes": {"cost center": "x"}}},
+         "invalid propertyName 'cost center'"),
+        ("more than 16 key attributes", {"upstream": {"keyAttributes": {f"k{i}": "v" for i in range(17)}}},
+         "/upstream/keyAttributes"),
     ]
     for what, values, expect in cases:
         f = work / "schema-case.yaml"
@@ -419,6 +435,59 @@ def sidecar_proxy_check(report, helm, binary):
         ok = p.returncode != 0 and expect in p.stderr and secret not in out
         report.check(f"{url.split(':')[0]}://user:password@ refused: {expect!r}, the password not repeated", ok,
                      [] if ok else [f"exit {p.returncode}: {p.stderr.strip()[-300:]}"])
+
+
+def key_lifetime_check(report, helm, binary):
+    """upstream.keyLifetime/keyAttributes reach the webhook's and the node
+    agent's env, which the binary reads back (`--check-config`); attributes
+    alone go to the webhook only (for Pods whose credagent.io/key-lifetime
+    asks for the POST: the node agent would refuse them without a lifetime);
+    unset, neither variable is anywhere."""
+    report.section("key lifetime (upstream.keyLifetime, upstream.keyAttributes)")
+    base = ["image.repository=r/credagent", "upstream.orgId=o", "node.enabled=true"]
+    attributes = ["upstream.keyAttributes.team=ml", "upstream.keyAttributes.cluster=prod-1"]
+
+    def envs(sets):
+        """{component: (env, --check-config stdout)} of the webhook and the node agent."""
+        p = helm.template(sets=base + sets)
+        if p.returncode != 0:
+            return None, [f"exit {p.returncode}: {p.stderr.strip()[-300:]}"]
+        docs, out, problems = mc.load_docs(p.stdout), {}, []
+        for kind, component, args in (("Deployment", "webhook", ["webhook"]), ("DaemonSet", "node", ["node"])):
+            d = [d for d in kind_of(docs, kind) if d["metadata"]["name"].endswith(f"-{component}")][0]
+            c = mc.pod_spec(d)["containers"][0]
+            env, _, more = mc.container_env(c, NAMESPACE, configmaps_of(docs))
+            r = run([binary] + args + ["--check-config"], env=env)
+            if r.returncode != 0:
+                more.append(f"credagent {component} --check-config: exit {r.returncode}: "
+                            f"{(r.stderr or r.stdout).strip()[-300:]}")
+            out[component] = ({k: v for k, v in env.items() if k.startswith("CREDAGENT_KEY_")}, r.stdout)
+            problems += more
+        return out, problems
+
+    got, problems = envs(["upstream.keyLifetime=1h30m"] + attributes)
+    if got is not None:
+        want = {"CREDAGENT_KEY_LIFETIME": "1h30m", "CREDAGENT_KEY_ATTRIBUTE": "cluster=prod-1,team=ml"}
+        for component, (env, _) in got.items():
+            if env != want:
+                problems.append(f"{component}: {env}, expected {want}")
+        reported = {"webhook": ["key_lifetime: Some(5400s)", 'KeyAttribute { name: "team", value: "ml" }'],
+                    "node": ["method: Post", "lifetime: 5400s", 'KeyAttribute { name: "cluster", value: "prod-1" }']}
+        for component, texts in reported.items():
+            problems += [f"credagent {component} --check-config does not report {t!r}"
+                         for t in texts if t not in got[component][1]]
+    report.problems("set: both variables in the webhook's and the node agent's env, names in order; both "
+                    "--check-config report the POST with that lifetime and those attributes", problems)
+    got, problems = envs(attributes)
+    if got is not None:
+        want = {"webhook": {"CREDAGENT_KEY_ATTRIBUTE": "cluster=prod-1,team=ml"}, "node": {}}
+        problems += [f"{c}: {got[c][0]}, expected {w}" for c, w in want.items() if got[c][0] != w]
+    report.problems("attributes alone: the webhook's (for Pods that ask for the POST), not the node agent's",
+                    problems)
+    got, problems = envs([])
+    if got is not None:
+        problems += [f"{c}: {env}" for c, (env, _) in got.items() if env]
+    report.problems("unset (the default): neither variable in either env (the GET exchange)", problems)
 
 
 def label_problems(docs, release):
@@ -1177,6 +1246,7 @@ def main():
         required_check(report, helm)
         existing_configmap_check(report, helm)
         sidecar_proxy_check(report, helm, binary)
+        key_lifetime_check(report, helm, binary)
         labels_check(report, helm, rendered)
         policy_check(report, rendered)
         webhook_check(report, rendered)

@@ -35,6 +35,7 @@ mod upstream;
 mod webhook;
 mod webhook_cgroup;
 mod webhook_compat;
+mod webhook_keys;
 mod webhook_memory;
 mod webhook_namespace;
 mod webhook_proxy;

@@ -45,8 +45,9 @@ AUTH_TOKEN = AUTH_DIR + "/auth-token"
 AWS_CONFIG = AUTH_DIR + "/aws-config"
 DEFAULT_AUDIENCE = "https://coreweave.com/iam"
 NODE_URL = "http://169.254.170.23/v1/credentials"
-# The webhook's flags that take no value.
+# The webhook's flags that take no value, and those given more than once.
 SWITCHES = {"--coreweave-compat"}
+REPEATABLE = {"--key-attribute"}
 CREDENTIAL_VARS = {
     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_WEB_IDENTITY_TOKEN_FILE",
     "AWS_ROLE_ARN", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
@@ -77,17 +78,36 @@ def case_flags(all_cases, case):
 
 
 def flag_values(argv):
-    """The flags as a dict, `--flag` to its value (True for a switch), as clap reads them."""
+    """The flags as a dict, `--flag` to its value (True for a switch, a list for a repeatable flag), as
+    clap reads them."""
     out, i = {}, 0
     while i < len(argv):
         name, eq, value = argv[i].partition("=")
         if eq:
-            out[name], i = value, i + 1
+            i += 1
         elif name in SWITCHES:
-            out[name], i = True, i + 1
+            value, i = True, i + 1
         else:
-            out[name], i = argv[i + 1], i + 2
+            value, i = argv[i + 1], i + 2
+        if name in REPEATABLE:
+            out.setdefault(name, []).append(value)
+        else:
+            out[name] = value
     return out
+
+
+def key_lifetime_arg(value):
+    """A key lifetime (`1h`, `90m`, `5400`) as the webhook writes it: whole hours, minutes and seconds,
+    `1h30m`."""
+    secs, rest = 0, value.strip()
+    if rest.isdigit():
+        secs, rest = int(rest), ""
+    while rest:
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        n, unit = int(rest[:digits]), rest[digits]
+        secs, rest = secs + n * {"h": 3600, "m": 60, "s": 1}[unit], rest[digits + 1:]
+    parts = [(secs // 3600, "h"), (secs % 3600 // 60, "m"), (secs % 60, "s")]
+    return "".join(f"{n}{u}" for n, u in parts if n)
 
 
 def run_admission(binary, flags, sa, body, entry="pod"):
@@ -110,14 +130,20 @@ def env_of(c):
     return {e["name"]: e.get("value") for e in c.get("env") or []}
 
 
-def expected_args(config, credential_process):
+def expected_args(config, annotations):
     args = ["sidecar", "--token-file", TOKEN_PATH]
     upstream = "--org-id" if "--org-id" in config else "--exchange-url"
     args += [upstream, config[upstream]]
     args += ["--listen", "127.0.0.1:8181", "--admin-listen", "0.0.0.0:9464", "--auth-token-file", AUTH_TOKEN]
     if config.get("--region"):
         args += ["--region", config["--region"]]
-    if credential_process:
+    # The POST exchange: the Pod's credagent.io/key-lifetime over the webhook's --key-lifetime; "off" is the GET.
+    lifetime = annotations.get("credagent.io/key-lifetime", config.get("--key-lifetime"))
+    if lifetime and lifetime != "off":
+        args += ["--key-lifetime", key_lifetime_arg(lifetime)]
+        for attribute in config.get("--key-attribute", []):
+            args += ["--key-attribute", attribute]
+    if annotations.get("credagent.io/credential-process") == "true":
         args += ["--credential-process-dir", AUTH_DIR]
         if config.get("--s3-endpoint"):
             args += ["--endpoint-url", config["--s3-endpoint"], "--s3-addressing-style", "virtual"]
@@ -226,7 +252,7 @@ def shape_problems(case, config, before, after):
                 out.append("credagent has no restartPolicy: Always")
             if s.get("image") != config["--sidecar-image"]:
                 out.append(f"image {s.get('image')}")
-            if s.get("args") != expected_args(config, credential_process):
+            if s.get("args") != expected_args(config, annotations):
                 out.append(f"args {s.get('args')}")
             want_env = expected_sidecar_env(config)
             if s.get("env", []) != want_env or ("env" in s) != bool(want_env):

@@ -33,6 +33,7 @@ OUT = ROOT / "tests" / "fixtures" / "admission"
 BASE_FLAGS = ["--sidecar-image", "ghcr.io/example/credagent:0.1.0"]
 UPSTREAM = ["--org-id", "cw-org-1234"]
 LOTA = ["--region", "US-EAST-04A", "--s3-endpoint", "http://cwlota.com"]
+KEYS = ["--key-lifetime", "1h", "--key-attribute", "cluster=prod-1", "--key-attribute", "team=ml"]
 SIDECAR_PROXY = ["--sidecar-https-proxy", "http://proxy.corp.example:3128",
                  "--sidecar-no-proxy", ".svc,.cluster.local,10.96.0.0/12"]
 KAA = "7xk2p"  # the random suffix of the kube-api-access volume
@@ -275,6 +276,14 @@ def fixtures():
         "invalid-token-expiration.json": review(annotated("bad-exp", {"credagent.io/token-expiration": "300"}), namespace="team-a"),
         "invalid-quantity.json": review(annotated("bad-mem", {"credagent.io/sidecar-memory-limit": "64MB"}), namespace="team-a"),
         "port-conflict.json": review(port_conflict_pod(), namespace="team-a"),
+        "key-lifetime.json": review(annotated("keys", {"credagent.io/key-lifetime": "90m"}), namespace="team-a"),
+        "key-lifetime-off.json": review(annotated("get-keys", {"credagent.io/key-lifetime": "off"}),
+                                        namespace="team-a"),
+        "key-lifetime-node-mode.json": review(annotated("node-keys", {"credagent.io/key-lifetime": "2h",
+                                                                      "credagent.io/mode": "node"}),
+                                              namespace="team-a"),
+        "invalid-key-lifetime.json": review(annotated("bad-keys", {"credagent.io/key-lifetime": "5m"}),
+                                            namespace="team-a"),
         "update.json": review(updated, namespace="team-a", operation="UPDATE", old=old),
         "deployment.json": review(deployment(), namespace="team-a", kind=("apps", "v1", "Deployment"),
                                   resource=("apps", "v1", "deployments")),
@@ -341,6 +350,21 @@ CASES = [
     case("memory limit not a quantity", "invalid-quantity.json", "refused",
          message="annotation credagent.io/sidecar-memory-limit"),
     case("a container declares the admin port", "port-conflict.json", "refused", message="port 9464"),
+    # The POST exchange: the webhook's --key-lifetime, the Pod's credagent.io/key-lifetime over it.
+    case("key lifetime and attributes from the flags", "bare-pod.json", "injected", mode="sidecar",
+         injected=["app"], flags=KEYS, key_lifetime="1h", warnings=[]),
+    case("key lifetime annotation over the flag", "key-lifetime.json", "injected", mode="sidecar",
+         injected=["app"], flags=KEYS, key_lifetime="1h30m"),
+    case("key lifetime annotation, no flag: the POST for this Pod", "key-lifetime.json", "injected",
+         mode="sidecar", injected=["app"], flags=["--key-attribute", "cluster=prod-1"], key_lifetime="1h30m"),
+    case("key lifetime off: the GET for this Pod", "key-lifetime-off.json", "injected", mode="sidecar",
+         injected=["app"], flags=KEYS, key_lifetime=None),
+    case("key lifetime annotation in node mode (ignored)", "key-lifetime-node-mode.json", "injected",
+         mode="node", injected=["app"], flags=KEYS, warnings=["credagent.io/key-lifetime ignored"]),
+    case("key lifetime below 15m", "invalid-key-lifetime.json", "refused",
+         message='annotation credagent.io/key-lifetime: "5m" is not accepted: a key lifetime from 15m to 12h'),
+    case("key lifetime with an exchange URL the POST cannot use", "key-lifetime.json", "refused",
+         upstream=["--exchange-url", "https://api.example.com/credentials"], message='only "off"'),
     case("UPDATE", "update.json", "not_pod_create"),
     case("a Deployment", "deployment.json", "not_pod_create"),
     case("pods/binding", "pod-binding.json", "not_pod_create"),

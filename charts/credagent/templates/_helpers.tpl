@@ -86,6 +86,15 @@ CREDAGENT_EXCHANGE_URL: {{ $u.exchangeUrl | quote }}
 {{- end -}}
 {{- end -}}
 
+{{/* upstream.keyAttributes as CREDAGENT_KEY_ATTRIBUTE takes them: NAME=VALUE,... in name order. */}}
+{{- define "credagent.keyAttributes" -}}
+{{- $pairs := list -}}
+{{- range $k, $v := .Values.upstream.keyAttributes -}}
+{{- $pairs = append $pairs (printf "%s=%s" $k $v) -}}
+{{- end -}}
+{{- join "," $pairs -}}
+{{- end -}}
+
 {{/* Namespaces the webhook is never sent Pods from: its own, kube-system, and webhook.excludeNamespaces. */}}
 {{- define "credagent.webhook.excludedNamespaces" -}}
 {{- $ns := list .Release.Namespace "kube-system" -}}

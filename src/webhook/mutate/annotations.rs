@@ -4,11 +4,13 @@
 //! message naming the annotation and what it accepts, rather than injecting
 //! something the user did not ask for.
 
+use std::time::Duration;
+
 use serde_json::{Map, Value};
 
 use super::names;
 use crate::cli::{InjectArgs, SidecarResources};
-use crate::config::{quantity, Audience, TokenExpiration};
+use crate::config::{parse_key_lifetime, quantity, Audience, TokenExpiration};
 
 /// Longest annotation value quoted back in a message.
 const MAX_QUOTED: usize = 64;
@@ -79,6 +81,8 @@ pub struct PodSettings {
     pub resources: SidecarResources,
     /// Whether to set up the `credential_process` fallback.
     pub credential_process: bool,
+    /// The sidecar's `--key-lifetime` (the POST exchange); `None`: the GET.
+    pub key_lifetime: Option<Duration>,
     /// Annotations that were valid but have no effect here.
     pub warnings: Vec<String>,
 }
@@ -227,7 +231,14 @@ pub fn settings(
                 )
             })?,
     };
-    let (resources, overridden) = resources(a, &config.resources)?;
+    let (resources, mut overridden) = resources(a, &config.resources)?;
+    let key_lifetime = match a.get(names::KEY_LIFETIME) {
+        None => config.key_lifetime,
+        Some(v) => {
+            overridden.push(names::KEY_LIFETIME);
+            key_lifetime(v, config, mode)?
+        }
+    };
     let mut warnings = Vec::new();
     if mode == Mode::Node && !overridden.is_empty() {
         warnings.push(format!(
@@ -242,8 +253,41 @@ pub fn settings(
         audience,
         resources,
         credential_process,
+        key_lifetime,
         warnings,
     })
+}
+
+/// `credagent.io/key-lifetime`: a key lifetime as `--key-lifetime` takes
+/// it (the POST exchange), or `"off"` (the GET). Turning the POST on needs
+/// an upstream the POST can use (the sidecar would exit 2 otherwise); in
+/// node mode, where it is ignored, only the value is checked.
+fn key_lifetime(
+    v: &Value,
+    config: &InjectArgs,
+    mode: Mode,
+) -> Result<Option<Duration>, AnnotationError> {
+    let key = names::KEY_LIFETIME;
+    let lifetime = match v.as_str() {
+        Some(names::KEY_LIFETIME_OFF) => return Ok(None),
+        Some(s) => parse_key_lifetime(s).ok(),
+        None => None,
+    };
+    let Some(lifetime) = lifetime else {
+        return Err(AnnotationError::new(
+            key,
+            v,
+            format!("a key lifetime from 15m to 12h in whole seconds (e.g. 1h, 90m), or \"{}\" for the GET exchange", names::KEY_LIFETIME_OFF),
+        ));
+    };
+    if mode == Mode::Sidecar && config.post_target().is_err() {
+        return Err(AnnotationError::new(
+            key,
+            v,
+            format!("only \"{}\": the webhook's --exchange-url does not end in /ORG-ID, which the POST exchange needs", names::KEY_LIFETIME_OFF),
+        ));
+    }
+    Ok(Some(lifetime))
 }
 
 /// `"true"` or `"false"`.

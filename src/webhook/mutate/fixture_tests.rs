@@ -213,6 +213,7 @@ fn check_injected(case: &Case, body: &[u8], r: &Value) {
         assert_eq!(first["restartPolicy"], "Always", "{name}");
         assert!(first.get("readinessProbe").is_none(), "{name}");
         check_sidecar_args(name, first);
+        super::key_tests::check_key_args(name, &case.config, &case.spec, first);
         super::proxy_tests::check_sidecar_env(name, &case.config, first);
     } else {
         assert!(

@@ -150,10 +150,7 @@ pub fn sidecar(config: &InjectArgs, settings: &PodSettings) -> Value {
         "imagePullPolicy".into(),
         json!(config.image_pull_policy.as_str()),
     );
-    c.insert(
-        "args".into(),
-        json!(sidecar_args(config, settings.credential_process)),
-    );
+    c.insert("args".into(), json!(sidecar_args(config, settings)));
     let env = sidecar_env(config);
     if !env.is_empty() {
         c.insert("env".into(), Value::Array(env));

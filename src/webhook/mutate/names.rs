@@ -25,6 +25,13 @@ pub const CPU_LIMIT: &str = "credagent.io/sidecar-cpu-limit";
 pub const MEMORY_LIMIT: &str = "credagent.io/sidecar-memory-limit";
 /// `"true"`: also set up the `credential_process` fallback.
 pub const CREDENTIAL_PROCESS: &str = "credagent.io/credential-process";
+/// The sidecar's `--key-lifetime` (a duration, 15m to 12h: the POST
+/// exchange), or [`KEY_LIFETIME_OFF`].
+pub const KEY_LIFETIME: &str = "credagent.io/key-lifetime";
+/// The value of [`KEY_LIFETIME`] that keeps the GET exchange (the upstream
+/// chooses the lifetime) where the webhook's `--key-lifetime` would use the
+/// POST.
+pub const KEY_LIFETIME_OFF: &str = "off";
 /// `"sidecar"` (default) or `"node"`.
 pub const MODE: &str = "credagent.io/mode";
 /// Marker written on injection: `injected`.
