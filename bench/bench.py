@@ -1403,8 +1403,12 @@ def section_soak(ctx, res):
     poll = 1.0 if ctx.smoke else 5.0
     arms = []  # (label, asked, lifetime, standin, sidecar, exchange)
     get_life = 10 if ctx.smoke else 900
+    # The projected token outlives the soak: what is counted is the exchanges the key lifetime
+    # causes. (kubelet's rotation of a 1-hour token, at 80 % of its life, adds one exchange per
+    # rotation; a token that expired mid-soak made the refreshes after it fail.)
+    token = {"lifetime_secs": int(secs) + 3600}
     st = StandIn(ctx, lifetime=get_life, name="standin-soak-get")
-    sc = Sidecar(ctx, st, ctx.token_volume(st, name="tokens-soak-get"), name="sidecar-soak-get")
+    sc = Sidecar(ctx, st, ctx.token_volume(st, name="tokens-soak-get", **token), name="sidecar-soak-get")
     arms.append((f"GET, {get_life // 60} min keys" if get_life >= 60 else f"GET, {get_life} s keys",
                  "- (the upstream decides)", get_life, st, sc, "get"))
     skipped = None
@@ -1414,7 +1418,7 @@ def section_soak(ctx, res):
         asked, post_life = ("15m", 10) if ctx.smoke else ("1h", 3600)
         cap = ["--post-max-lifetime", str(post_life)] if ctx.smoke else []
         st_p = StandIn(ctx, name="standin-soak-post", extra=cap)
-        sc_p = Sidecar(ctx, st_p, ctx.token_volume(st_p, name="tokens-soak-post"), name="sidecar-soak-post",
+        sc_p = Sidecar(ctx, st_p, ctx.token_volume(st_p, name="tokens-soak-post", **token), name="sidecar-soak-post",
                        extra=["--key-lifetime", asked])
         arms.append((f"POST, {post_life // 60} min keys" if post_life >= 60 else f"POST, {post_life} s keys",
                      f"--key-lifetime {asked}", post_life, st_p, sc_p, "post"))
