@@ -187,7 +187,7 @@ async fn exchange(config: &SidecarConfig, token: &Token) -> (Check, Option<Crede
         }
         Err(e) => {
             let fix = match &e {
-                ExchangeError::AuthRejected { .. } => "register the cluster's OIDC issuer under Workload Federation with this audience, and grant the principal from `credagent principal` in an organization access policy",
+                ExchangeError::AuthRejected { .. } => "register the cluster's OIDC issuer under Workload Federation with this audience, grant the principal from `credagent principal` in an organization access policy, and check that --org-id is that organization",
                 ExchangeError::Transport(m) if m.to_lowercase().contains("certificate") => "the upstream's certificate is not trusted: pass --ca-file for a private CA, or check for a TLS-intercepting proxy",
                 ExchangeError::Transport(_) | ExchangeError::Timeout(_) => "check egress to the upstream, proxies and DNS",
                 ExchangeError::Throttled { .. } => "the upstream is throttling; retry later",
