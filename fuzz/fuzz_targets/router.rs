@@ -109,7 +109,7 @@ fn rig() -> &'static Rig {
         std::fs::create_dir_all(&dir).expect("temp dir");
         let token_file = dir.join("auth-token");
         std::fs::write(&token_file, AUTH_TOKEN).expect("auth token file");
-        let auth = AuthToken::load_or_create(&token_file).expect("auth token");
+        let auth = AuthToken::load_or_create_blocking(&token_file).expect("auth token");
         let _ = std::fs::remove_dir_all(&dir);
 
         // Every connection advances the paused clock by a few seconds:
