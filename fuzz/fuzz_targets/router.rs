@@ -51,7 +51,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::Runtime;
 
 /// The sidecar's auth token (also in the seed corpus and the dictionary).
-const AUTH_TOKEN: &str = "fuzzAuthToken0123456789abcdefghijklmnopqrst";
+const AUTH_TOKEN: &str = "fz7Q2mKx9vLp4RtW8nYc3HbJ6sDg1aEuTq5V";
 /// Node mode's wall clock (2027-01-15); seed tokens expire in 2033.
 const NOW_UNIX: u64 = 1_800_000_000;
 /// Virtual time: far past `HEAD_TIMEOUT`.
