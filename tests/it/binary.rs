@@ -380,6 +380,31 @@ async fn the_demo_runs_refreshes_and_exits_cleanly() {
     assert!(exchanges >= 2, "{stdout}");
 }
 
+/// Issue 21: `--check-config` printed a password embedded in
+/// `--exchange-url` (or a proxy URL); every URL's user-info is redacted.
+#[test]
+fn check_config_redacts_url_credentials() {
+    for mode in ["sidecar", "node"] {
+        let (code, out, err) = run(
+            &[
+                mode,
+                "--exchange-url",
+                "https://user:s3cretpw@api.example/v1/x/oidc/org",
+                "--proxy",
+                "http://proxyuser:pr0xypw@proxy.example:3128",
+                "--check-config",
+            ],
+            &[],
+        );
+        assert_eq!(code, 0, "{mode}: {err}");
+        assert!(
+            !out.contains("s3cretpw") && !out.contains("pr0xypw"),
+            "{mode}: {out}"
+        );
+        assert!(out.contains("***@api.example"), "{mode}: {out}");
+    }
+}
+
 #[test]
 fn key_lifetime_chooses_the_post_exchange_in_both_modes() {
     let (code, out, err) = run(
