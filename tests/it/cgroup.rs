@@ -45,7 +45,7 @@ pub struct Usage {
     pub limit: u64,
     /// The charge now, bytes.
     pub now: u64,
-    /// The highest charge since creation (or the last [`Cgroup::reset_peak`]), bytes.
+    /// The highest charge since creation (or the last [`Cgroup::take_peak`]), bytes.
     pub peak: u64,
     /// Times a charge failed at the limit (of memory, or of memory and swap
     /// where both are accounted: that counter is tried first); the kernel
@@ -152,6 +152,15 @@ impl Cgroup {
             rss,
             kernel: self.number_or_zero("memory.kmem.usage_in_bytes"),
         }
+    }
+
+    /// The peak charge so far, bytes; the peak then starts again from the
+    /// charge now (for a peak per phase of a test).
+    pub fn take_peak(&self) -> u64 {
+        let peak = self.number("memory.max_usage_in_bytes");
+        self.write("memory.max_usage_in_bytes", "0")
+            .unwrap_or_else(|e| panic!("{e}"));
+        peak
     }
 
     /// The processes in it now.

@@ -17,8 +17,6 @@
 //! when `CREDAGENT_TEST_REQUIRE_ALL` is set (scripts/test.sh sets it).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use credagent::server::SEND_TIMEOUT;
@@ -26,6 +24,7 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpSocket;
 
+use crate::cgroup::Cgroup;
 use crate::support::{free_port, metric, request, test_pki};
 use crate::webhook::fixture;
 use crate::webhook_memory::{large_pod, post};
@@ -33,77 +32,6 @@ use crate::webhook_memory::{large_pod, post};
 const BIN: &str = env!("CARGO_BIN_EXE_credagent");
 /// The chart's memory limit for the webhook.
 const LIMIT: u64 = 64 * 1024 * 1024;
-const MEMORY: &str = "/sys/fs/cgroup/memory";
-
-/// A memory cgroup of its own, removed when dropped.
-struct Cgroup(PathBuf);
-
-impl Cgroup {
-    /// Creates it with `limit` bytes, or says why it cannot.
-    fn create(limit: u64) -> Result<Self, String> {
-        let uid = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                let line = s.lines().find(|l| l.starts_with("Uid:"))?.to_owned();
-                line.split_whitespace().nth(2).map(str::to_owned)
-            });
-        if uid.as_deref() != Some("0") {
-            return Err("not root: cannot create a memory cgroup".into());
-        }
-        if !Path::new(MEMORY).join("memory.limit_in_bytes").exists() {
-            return Err(format!("no cgroup v1 memory controller at {MEMORY}"));
-        }
-        let dir = Path::new(MEMORY).join(format!(
-            "credagent-test-webhook-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let cgroup = Self(dir);
-        cgroup.write("memory.limit_in_bytes", &limit.to_string());
-        Ok(cgroup)
-    }
-
-    fn write(&self, file: &str, value: &str) {
-        std::fs::write(self.0.join(file), value)
-            .unwrap_or_else(|e| panic!("{}/{file}: {e}", self.0.display()));
-    }
-
-    fn read(&self, file: &str) -> String {
-        std::fs::read_to_string(self.0.join(file))
-            .unwrap_or_else(|e| panic!("{}/{file}: {e}", self.0.display()))
-    }
-
-    /// The group's peak usage since it was made or this was last called,
-    /// bytes; the peak then starts again from the current usage.
-    fn peak(&self) -> u64 {
-        let peak = self.read("memory.max_usage_in_bytes").trim().parse();
-        self.write("memory.max_usage_in_bytes", "0");
-        peak.unwrap_or(u64::MAX)
-    }
-
-    /// The `oom_kill` count of `memory.oom_control`.
-    fn oom_kills(&self) -> u64 {
-        self.read("memory.oom_control")
-            .lines()
-            .find_map(|l| l.strip_prefix("oom_kill "))
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        // Empty once its process has been reaped.
-        for _ in 0..50 {
-            if std::fs::remove_dir(&self.0).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
 /// `VmHWM` of `pid`, KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -152,19 +80,9 @@ async fn unread_answer(
     Ok((code, tls))
 }
 
-/// Kills the webhook when the test ends, however it ends.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_webhook_outlives_hostile_reviews_inside_its_memory_limit() {
-    let cgroup = match Cgroup::create(LIMIT) {
+    let cgroup = match Cgroup::create("webhook", LIMIT) {
         Ok(c) => c,
         Err(reason) => return crate::cgroup::unavailable(&reason),
     };
@@ -176,31 +94,25 @@ async fn the_webhook_outlives_hostile_reviews_inside_its_memory_limit() {
     let (port, admin_port) = (free_port(), free_port());
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
-    // Joins the cgroup before it becomes the webhook, so all of its memory
-    // is charged there.
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg("echo $$ > \"$0\" && exec \"$@\"")
-        .arg(cgroup.0.join("cgroup.procs"))
-        .arg(BIN)
-        .args([
-            "webhook",
-            "--listen",
-            &addr.to_string(),
-            "--admin-listen",
-            &admin.to_string(),
-        ])
-        .arg("--tls-cert-file")
-        .arg(&cert)
-        .arg("--tls-key-file")
-        .arg(&key)
-        .args(["--sidecar-image", "credagent:test", "--org-id", "org"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the webhook");
-    let mut webhook = Reaped(child);
-    let pid = webhook.0.id();
+    let args: Vec<String> = [
+        "webhook",
+        "--listen",
+        &addr.to_string(),
+        "--admin-listen",
+        &admin.to_string(),
+        "--tls-cert-file",
+        &cert.to_string_lossy(),
+        "--tls-key-file",
+        &key.to_string_lossy(),
+        "--sidecar-image",
+        "credagent:test",
+        "--org-id",
+        "org",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut webhook = cgroup.spawn(BIN, &args, dir.path().join("webhook.log"));
+    let pid = webhook.pid;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while request(admin, None, "GET", "/readyz", &[], "")
         .await
@@ -211,10 +123,7 @@ async fn the_webhook_outlives_hostile_reviews_inside_its_memory_limit() {
             tokio::time::Instant::now() < deadline,
             "the webhook never became ready"
         );
-        assert!(
-            webhook.0.try_wait().unwrap().is_none(),
-            "the webhook exited"
-        );
+        webhook.alive(&cgroup);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -254,7 +163,7 @@ async fn the_webhook_outlives_hostile_reviews_inside_its_memory_limit() {
         let (status, _, answer) = post(addr, &pki.ca_der, body).await.unwrap_or_else(|e| {
             panic!(
                 "{name}: no answer ({e}); the webhook was OOM-killed {} times",
-                cgroup.oom_kills()
+                cgroup.usage().oom_kills
             )
         });
         assert_eq!(status, want, "{name}: {answer}");
@@ -262,7 +171,7 @@ async fn the_webhook_outlives_hostile_reviews_inside_its_memory_limit() {
             assert!(answer["response"]["patch"].is_string(), "{name}: {answer}");
         }
     }
-    let sequential = cgroup.peak();
+    let sequential = cgroup.take_peak();
 
     // All at once: each answered, or told to retry while the budget is in use.
     let mut sent = tokio::task::JoinSet::new();
@@ -294,7 +203,7 @@ async fn the_webhook_outlives_hostile_reviews_inside_its_memory_limit() {
         answered.contains_key(&("large", 200)) && answered.contains_key(&("typical", 200)),
         "{answered:?}"
     );
-    let burst = cgroup.peak();
+    let burst = cgroup.take_peak();
     // Still serving.
     let (status, _, _) = post(addr, &pki.ca_der, fixture("bare-pod.json"))
         .await
@@ -333,7 +242,7 @@ async fn the_webhook_outlives_hostile_reviews_inside_its_memory_limit() {
                 panic!(
                     "{} answers left unread, then no answer ({e}); OOM kills: {}",
                     unread.len(),
-                    cgroup.oom_kills()
+                    cgroup.usage().oom_kills
                 )
             });
         unread.push(connection);
@@ -368,12 +277,9 @@ async fn the_webhook_outlives_hostile_reviews_inside_its_memory_limit() {
     assert!(timed_out().await >= 1.0, "answered, yet no send timed out");
     drop(unread);
 
-    assert!(
-        webhook.0.try_wait().unwrap().is_none(),
-        "the webhook exited"
-    );
-    let unread = cgroup.peak();
-    assert_eq!(cgroup.oom_kills(), 0);
+    webhook.alive(&cgroup);
+    let unread = cgroup.take_peak();
+    assert_eq!(cgroup.usage().oom_kills, 0);
     for (phase, peak) in [
         ("sequence", sequential),
         ("burst", burst),
