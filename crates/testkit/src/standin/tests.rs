@@ -114,6 +114,18 @@ fn post_body(token: &str, duration: serde_json::Value) -> String {
     json!({"durationSeconds": duration, "orgId": "standin-org", "oidcToken": token}).to_string()
 }
 
+/// An answer's field names, sorted.
+fn sorted_keys(answer: &serde_json::Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = answer
+        .as_object()
+        .expect("the answer is a JSON object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
 /// Seconds since the epoch, now.
 fn now_secs() -> u64 {
     SystemTime::now()

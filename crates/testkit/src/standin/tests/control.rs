@@ -40,10 +40,7 @@ async fn control_api() {
             .status,
         200
     );
-    let before = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let before = now_secs();
     let body = get(&standin, Some(&jwt)).await.json();
     assert_eq!(
         (

@@ -11,25 +11,15 @@ async fn valid_token_gets_credentials() {
         .url()
         .ends_with("/v1/cwobject/temporary-credentials/oidc/standin-org"));
     let jwt = token(&issuer);
-    let before = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let before = now_secs();
     let resp = get(&standin, Some(&jwt)).await;
     assert_eq!(resp.status, 200, "{resp:?}");
     assert_eq!(resp.headers["content-type"], "application/json");
     httpdate::parse_http_date(&resp.headers["date"]).expect("Date is an HTTP date");
 
     let body = resp.json();
-    let mut keys: Vec<&str> = body
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
     assert_eq!(
-        keys,
+        sorted_keys(&body),
         [
             "AccessKeyId",
             "Expiration",

@@ -27,15 +27,8 @@ async fn valid_post_gets_camel_case_credentials() {
     httpdate::parse_http_date(&resp.headers["date"]).expect("Date is an HTTP date");
 
     let answer = resp.json();
-    let mut keys: Vec<&str> = answer
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
     assert_eq!(
-        keys,
+        sorted_keys(&answer),
         [
             "accessKeyId",
             "attributes",
