@@ -119,6 +119,25 @@ async fn answered(
         .unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
+/// One round of checks while flooded: credentials from `listen` (with
+/// `headers`: the auth token, or a Pod's token), kubelet's probe on
+/// `admin`, and the agent still alive.
+async fn still_serving(
+    what: &str,
+    listen: SocketAddr,
+    headers: &[(&str, &str)],
+    admin: SocketAddr,
+    agent: &mut Confined,
+    cgroup: &Cgroup,
+) {
+    let creds = answered(what, listen, "GET", "/v1/credentials", headers).await;
+    assert_eq!(creds.status, 200, "{what}: {}", creds.body);
+    assert!(creds.json()["AccessKeyId"].is_string());
+    let probe = answered("kubelet's probe", admin, "GET", "/healthz", &[]).await;
+    assert_eq!(probe.status, 200);
+    agent.alive(cgroup);
+}
+
 /// Waits (bounded) until `done` says so, failing with its last reason if
 /// it never does or if the agent exits first.
 async fn until(
@@ -290,13 +309,8 @@ async fn the_sidecar_keeps_serving_inside_its_memory_limit_with_every_listener_f
         let mut checks = 0;
         while reopened.get() < 2 * n || checks < 3 {
             let auth = [("authorization", auth.as_str())];
-            let creds = answered("credentials", listen, "GET", "/v1/credentials", &auth).await;
-            assert_eq!(creds.status, 200, "{}", creds.body);
-            assert!(creds.json()["AccessKeyId"].is_string());
-            let probe = answered("kubelet's probe", admin, "GET", "/healthz", &[]).await;
-            assert_eq!(probe.status, 200);
+            still_serving("credentials", listen, &auth, admin, &mut agent, &cgroup).await;
             checks += 1;
-            agent.alive(&cgroup);
         }
         let held = assert_within(&cgroup, &mut agent, "flooded");
         let opened = reopened.get();
@@ -372,20 +386,16 @@ async fn the_node_agent_keeps_serving_inside_its_memory_limit_at_its_connection_
         // credentials, kubelet's probe.
         let mut checks = 0;
         while reopened.get() < 2 * n || checks < 3 {
-            let creds = answered(
+            still_serving(
                 "a Pod's credentials",
                 listen,
-                "GET",
-                "/v1/credentials",
                 &pod,
+                admin,
+                &mut agent,
+                &cgroup,
             )
             .await;
-            assert_eq!(creds.status, 200, "{}", creds.body);
-            assert!(creds.json()["AccessKeyId"].is_string());
-            let probe = answered("kubelet's probe", admin, "GET", "/healthz", &[]).await;
-            assert_eq!(probe.status, 200);
             checks += 1;
-            agent.alive(&cgroup);
         }
         let held = assert_within(&cgroup, &mut agent, "flooded");
         let opened = reopened.get();
