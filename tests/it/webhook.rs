@@ -251,6 +251,17 @@ pub fn remap(value: &str, dirs: &[(&str, &Path)]) -> String {
     value.to_owned()
 }
 
+/// The injected sidecar's arguments, its paths inside the Pod rewritten by
+/// [`remap`].
+pub fn injected_args(sidecar: &Value, dirs: &[(&str, &Path)]) -> Vec<String> {
+    sidecar["args"]
+        .as_array()
+        .expect("the sidecar has args")
+        .iter()
+        .map(|a| remap(a.as_str().expect("an arg is a string"), dirs))
+        .collect()
+}
+
 pub fn env_of(container: &Value) -> Vec<(String, String)> {
     container["env"]
         .as_array()
@@ -340,12 +351,7 @@ async fn the_injected_sidecar_serves_botocore_configured_by_the_injected_env() {
         0o644,
     )
     .unwrap();
-    let args: Vec<String> = sidecar["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| remap(a.as_str().unwrap(), &dirs))
-        .collect();
+    let args = injected_args(sidecar, &dirs);
     assert_eq!(args[0], "sidecar");
     let sidecar_log = rig.dir.path().join("sidecar.log");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_credagent"))

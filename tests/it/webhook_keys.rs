@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::support::{
     free_port, kubelet_swap, mint, request, rs256_issuer, standin_config, ACCESS_KEY_ID,
 };
-use crate::webhook::{env_of, fixture, patched, remap, WebhookRig};
+use crate::webhook::{env_of, fixture, injected_args, patched, WebhookRig};
 
 const BIN: &str = env!("CARGO_BIN_EXE_credagent");
 
@@ -104,12 +104,7 @@ async fn run_sidecar(rig: &WebhookRig, pod: &Value, token: &str, tag: &str) {
         ("/var/run/secrets/credagent", token_dir.as_path()),
         ("/var/run/credagent", auth_dir.as_path()),
     ];
-    let args: Vec<String> = sidecar["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| remap(a.as_str().unwrap(), &dirs))
-        .collect();
+    let args = injected_args(sidecar, &dirs);
     let log = rig.dir.path().join(format!("{tag}.log"));
     let mut child = tokio::process::Command::new(BIN)
         .args(&args)

@@ -18,7 +18,7 @@ use crate::support::{
 };
 use crate::tinyproxy::{ProxyOptions, Tinyproxy, STANDIN_HOST};
 use crate::tools::{self, require};
-use crate::webhook::{env_of, fixture, patched, remap, WebhookRig};
+use crate::webhook::{env_of, fixture, injected_args, patched, WebhookRig};
 
 const BIN: &str = env!("CARGO_BIN_EXE_credagent");
 const NO_PROXY: &str = ".svc,.cluster.local,10.96.0.0/12";
@@ -105,12 +105,7 @@ async fn the_injected_sidecar_reaches_the_upstream_through_the_configured_proxy(
         ("/var/run/secrets/credagent", token_dir.as_path()),
         ("/var/run/credagent", auth_dir.as_path()),
     ];
-    let args: Vec<String> = sidecar["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| remap(a.as_str().unwrap(), &dirs))
-        .collect();
+    let args = injected_args(sidecar, &dirs);
     let log = rig.dir.path().join("sidecar.log");
     let mut child = tokio::process::Command::new(BIN)
         .args(&args)
