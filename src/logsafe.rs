@@ -114,22 +114,14 @@ fn is_unsafe(c: char) -> bool {
 /// `scheme://` and the last `@` of the authority becomes `***`. A URL
 /// without user-info comes back unchanged.
 pub fn redact_userinfo(url: &str) -> Cow<'_, str> {
-    let Some(start) = url.find("://").map(|i| i + 3) else {
-        return Cow::Borrowed(url);
-    };
-    let authority_end = url[start..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| start + i);
-    match url[start..authority_end].rfind('@') {
-        Some(at) => Cow::Owned(format!("{}***{}", &url[..start], &url[start + at..])),
-        None => Cow::Borrowed(url),
-    }
+    redact_userinfo_in(url)
 }
 
-/// `text` with the user-info of every URL in it redacted, as
-/// [`redact_userinfo`] does for one: for printing a whole configuration
-/// (`--check-config`), where URLs sit inside a Debug rendering. An
-/// authority ends at `/ ? #`, a quote, whitespace, `,`, `)` or `}`.
+/// `text` with the user-info of every URL in it redacted: for one URL, or
+/// a whole configuration's Debug rendering (`--check-config`). An
+/// authority ends at `/ ? #`, a double quote (Debug's string delimiter) or
+/// whitespace; never at a character user-info may hold (`,` `)` `'` …), so
+/// no part of a password is left after the cut.
 pub fn redact_userinfo_in(text: &str) -> Cow<'_, str> {
     let mut out = String::new();
     let mut rest = text;
@@ -137,7 +129,7 @@ pub fn redact_userinfo_in(text: &str) -> Cow<'_, str> {
     while let Some(i) = rest.find("://") {
         let start = i + 3;
         let end = rest[start..]
-            .find(|c: char| "/?#\"',)} ".contains(c) || c.is_whitespace())
+            .find(|c: char| "/?#\"".contains(c) || c.is_whitespace())
             .map_or(rest.len(), |j| start + j);
         out.push_str(&rest[..start]);
         match rest[start..end].rfind('@') {
@@ -234,5 +226,8 @@ mod tests {
         assert!(out.contains("https://***@api.example/x"), "{out}");
         assert!(out.contains("ftp://host/p@q"), "{out}");
         assert!(matches!(redact_userinfo_in("no urls"), Cow::Borrowed(_)));
+        // User-info may hold sub-delimiters: none of the password is left.
+        let out = redact_userinfo_in("url: http://u:p,a)s}s'w@host:1/x, next: 1 }");
+        assert_eq!(out, "url: http://***@host:1/x, next: 1 }");
     }
 }
