@@ -33,6 +33,8 @@ pub struct Conn {
     epoch: Instant,
     /// Its task has waited for the client (why that matters: `gate`).
     waited: AtomicBool,
+    /// Its answer is written but not yet flushed: still busy.
+    answered: AtomicBool,
     shed: Notify,
 }
 
@@ -64,6 +66,7 @@ impl Conn {
             state: AtomicU64::new(pack(phase, epoch)),
             epoch,
             waited: AtomicBool::new(false),
+            answered: AtomicBool::new(false),
             shed: Notify::new(),
         }
     }
@@ -78,6 +81,23 @@ impl Conn {
     /// Moves to `phase`, from now.
     pub fn enter(&self, phase: Phase) {
         self.state.store(pack(phase, self.epoch), Ordering::Release);
+    }
+
+    /// The service has its answer. The connection stays busy until the
+    /// answer has been flushed to the socket ([`Self::flushed`]): an answer
+    /// still being written (a large one, a client slow to read) serves
+    /// someone, and shedding it would cut the answer off.
+    pub fn answered(&self) {
+        self.answered.store(true, Ordering::Release);
+    }
+
+    /// A flush completed: if an answer was waiting for one, it has left the
+    /// process and the connection is idle. (Every answer's body is one
+    /// buffer, queued whole before hyper's first flush of it.)
+    pub fn flushed(&self) {
+        if self.answered.swap(false, Ordering::AcqRel) {
+            self.enter(Phase::Idle);
+        }
     }
 
     /// Bytes arrived: an idle connection starts receiving a head.

@@ -131,6 +131,12 @@ impl Gate {
         &self.inner.limits
     }
 
+    /// Admissions waiting for a slot now.
+    #[cfg(test)]
+    pub(super) fn waiting(&self) -> usize {
+        self.inner.waiters.waiting.load(Ordering::Acquire)
+    }
+
     /// A slot for a connection from `ip` starting in `phase`, shedding
     /// another connection if that is what it takes; waits while the
     /// listener is full of connections answering requests. `None`: `ip`

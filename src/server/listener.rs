@@ -260,7 +260,8 @@ impl Connection {
 }
 
 /// The service of one connection: `routes`, timed and counted, marking the
-/// connection busy while a request is answered.
+/// connection busy while a request is answered, until its answer is flushed
+/// ([`Conn::answered`]).
 fn service<R: Routes>(
     routes: Arc<R>,
     metrics: Arc<ServerMetrics>,
@@ -280,9 +281,13 @@ fn service<R: Routes>(
         let conn = conn.clone();
         async move {
             let (route, rsp) = answer.await;
-            conn.enter(Phase::Idle);
+            conn.answered();
             metrics.observe(route, rsp.status(), started.elapsed().as_secs_f64());
             Ok::<_, Infallible>(rsp)
         }
     })
 }
+
+#[cfg(test)]
+#[path = "listener_tests.rs"]
+mod tests;

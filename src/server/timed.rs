@@ -160,7 +160,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Timed<T> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.io).poll_flush(cx);
-        this.bound_write(cx, poll)
+        let poll = this.bound_write(cx, poll);
+        if let Poll::Ready(Ok(())) = poll {
+            this.conn.flushed();
+        }
+        poll
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

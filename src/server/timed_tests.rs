@@ -84,3 +84,20 @@ async fn a_write_the_client_does_not_read_fails_after_the_send_timeout() {
     assert_eq!(started.elapsed(), crate::server::limits::SEND_TIMEOUT);
     assert!(counted(&registry, "send"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_answered_connection_turns_idle_once_its_answer_is_flushed() {
+    let (mut server, mut client, slot, _registry) = rig(Phase::Busy).await;
+    slot.conn().answered();
+    assert_eq!(slot.conn().phase().0, Phase::Busy);
+    server.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+    assert_eq!(slot.conn().phase().0, Phase::Busy);
+    server.flush().await.unwrap();
+    assert_eq!(slot.conn().phase().0, Phase::Idle);
+    // A later flush (nothing answered since) leaves the phase alone.
+    slot.conn().enter(Phase::Head);
+    server.flush().await.unwrap();
+    assert_eq!(slot.conn().phase().0, Phase::Head);
+    let mut buf = [0u8; 32];
+    assert!(client.read(&mut buf).await.unwrap() > 0);
+}
