@@ -125,7 +125,11 @@ impl Drop for NodeRig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cold_herd_makes_exactly_one_exchange_per_identity() {
     let _one_herd_at_a_time = HERD.lock().await;
-    let rig = Arc::new(start(&[]).await);
+    // 64 tokens' herds of 10 at once: 640 connections from one address,
+    // over the default per-source cap (512), which refuses a newcomer when
+    // every connection of its address is answering. Real herds come from
+    // many Pods' addresses; this one comes from loopback alone.
+    let rig = Arc::new(start(&["--max-connections-per-source", "1024"]).await);
     // Slow the upstream a little so that a token's ten requests overlap.
     rig.standin
         .set_sticky_fault(Some(Fault::Delay(Duration::from_millis(20))));
@@ -169,6 +173,10 @@ async fn a_cold_herd_makes_exactly_one_exchange_per_identity() {
         10_000.0
     );
     assert!(rig.count("credagent_node_singleflight_joins_total") > 0.0);
+    assert_eq!(
+        rig.count(r#"credagent_connections_refused_total{reason="per_source"}"#),
+        0.0
+    );
     assert_eq!(
         rig.count(r#"credagent_refreshes_total{result="ok"}"#),
         500.0
