@@ -33,7 +33,7 @@ pub struct Conn {
     epoch: Instant,
     /// Its task has waited for the client (why that matters: `gate`).
     waited: AtomicBool,
-    /// Its answer is written but not yet flushed: still busy.
+    /// Its service returned an answer not yet flushed: still busy.
     answered: AtomicBool,
     shed: Notify,
 }
@@ -81,6 +81,14 @@ impl Conn {
     /// Moves to `phase`, from now.
     pub fn enter(&self, phase: Phase) {
         self.state.store(pack(phase, self.epoch), Ordering::Release);
+    }
+
+    /// A request is being answered. (hyper may start on a pipelined
+    /// request before the previous answer is flushed: that flush must not
+    /// make this one idle.)
+    pub fn answering(&self) {
+        self.answered.store(false, Ordering::Release);
+        self.enter(Phase::Busy);
     }
 
     /// The service has its answer. The connection stays busy until the

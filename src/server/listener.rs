@@ -274,7 +274,7 @@ fn service<R: Routes>(
     Future = impl Future<Output = Result<http::Response<super::routes::Body>, Infallible>> + Send,
 > + Send {
     service_fn(move |req: Request<Incoming>| {
-        conn.enter(Phase::Busy);
+        conn.answering();
         let started = Instant::now();
         let answer = routes.route_owned(req, peer);
         let metrics = metrics.clone();

@@ -101,3 +101,14 @@ async fn an_answered_connection_turns_idle_once_its_answer_is_flushed() {
     let mut buf = [0u8; 32];
     assert!(client.read(&mut buf).await.unwrap() > 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pipelined_request_stays_busy_when_the_previous_answer_is_flushed() {
+    let (mut server, _client, slot, _registry) = rig(Phase::Busy).await;
+    slot.conn().answered();
+    server.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+    // The next request is read and answered before that flush completes.
+    slot.conn().answering();
+    server.flush().await.unwrap();
+    assert_eq!(slot.conn().phase().0, Phase::Busy);
+}
