@@ -38,13 +38,7 @@ async fn start_paused(flags: &[&str]) -> NodeRig {
 async fn start_with(flags: &[&str], paused: bool) -> NodeRig {
     let issuer = Issuer::generate_es256("pods").unwrap();
     let shutdown = CancellationToken::new();
-    let standin = StandIn::start(
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        crate::support::standin_config(&issuer, Duration::from_secs(3600), ""),
-        None,
-        shutdown.child_token(),
-    )
-    .unwrap();
+    let standin = crate::support::hour_standin(&issuer, &shutdown).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let url = standin.url();

@@ -33,13 +33,7 @@ async fn start(keys: Issuer, flags: impl FnOnce(&OidcIssuer) -> Vec<String>) -> 
         shutdown.child_token(),
     )
     .unwrap();
-    let standin = StandIn::start(
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        crate::support::standin_config(&keys, Duration::from_secs(3600), ""),
-        None,
-        shutdown.child_token(),
-    )
-    .unwrap();
+    let standin = crate::support::hour_standin(&keys, &shutdown).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let url = standin.url();

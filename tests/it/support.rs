@@ -56,6 +56,18 @@ pub fn standin_config(issuer: &Issuer, lifetime: Duration, session_token: &str) 
     }
 }
 
+/// [`standin_config`]'s stand-in with hour-long keys and no session token,
+/// on plain HTTP on loopback, until `shutdown`.
+pub async fn hour_standin(issuer: &Issuer, shutdown: &CancellationToken) -> StandIn {
+    StandIn::start(
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        standin_config(issuer, Duration::from_secs(3600), ""),
+        None,
+        shutdown.child_token(),
+    )
+    .unwrap()
+}
+
 /// A k8s-shaped token for `sa`, signed by `issuer`, valid for `lifetime`.
 pub fn mint(issuer: &Issuer, sa: &str, lifetime: Duration) -> String {
     let spec = TokenSpec {

@@ -333,16 +333,9 @@ async fn botocore_shared_file_provider_follows_refreshes() {
 #[tokio::test]
 async fn credential_process_dir_serves_a_profile_only_client() {
     require!(tools::python());
-    use credagent_testkit::StandIn;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let issuer = crate::support::rs256_issuer();
-    let standin = StandIn::start(
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        crate::support::standin_config(&issuer, Duration::from_secs(3600), ""),
-        None,
-        shutdown.child_token(),
-    )
-    .unwrap();
+    let standin = crate::support::hour_standin(&issuer, &shutdown).await;
     let tmp = tempfile::tempdir().unwrap();
     let tokens = tmp.path().join("tokens");
     crate::support::kubelet_swap(

@@ -13,7 +13,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use credagent::cli::WebhookArgs;
 use credagent::webhook::{Webhook, WebhookOptions};
-use credagent_testkit::{kubelet, StandIn};
+use credagent_testkit::kubelet;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -22,8 +22,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{
-    botocore_json, free_port, metric, mint, request, rs256_issuer, standin_config, test_pki, until,
-    ACCESS_KEY_ID, SECRET_ACCESS_KEY,
+    botocore_json, free_port, metric, mint, request, rs256_issuer, test_pki, until, ACCESS_KEY_ID,
+    SECRET_ACCESS_KEY,
 };
 use crate::tools::{self, require};
 
@@ -292,13 +292,7 @@ async fn the_injected_sidecar_serves_botocore_configured_by_the_injected_env() {
     require!(tools::python());
     let shutdown = CancellationToken::new();
     let issuer = rs256_issuer();
-    let standin = StandIn::start(
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        standin_config(&issuer, Duration::from_secs(3600), ""),
-        None,
-        shutdown.child_token(),
-    )
-    .unwrap();
+    let standin = crate::support::hour_standin(&issuer, &shutdown).await;
     let (port, admin_port) = (free_port(), free_port());
     let rig = WebhookRig::start(
         &[

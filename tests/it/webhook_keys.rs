@@ -6,14 +6,10 @@
 
 use std::time::Duration;
 
-use credagent_testkit::StandIn;
 use serde_json::Value;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{
-    free_port, kubelet_swap, mint, request, rs256_issuer, standin_config, ACCESS_KEY_ID,
-};
+use crate::support::{free_port, kubelet_swap, mint, request, rs256_issuer, ACCESS_KEY_ID};
 use crate::webhook::{env_of, fixture, injected_args, patched, WebhookRig};
 
 const BIN: &str = env!("CARGO_BIN_EXE_credagent");
@@ -22,13 +18,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_credagent");
 async fn injected_sidecars_ask_for_the_pods_key_lifetime() {
     let shutdown = CancellationToken::new();
     let issuer = rs256_issuer();
-    let standin = StandIn::start(
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        standin_config(&issuer, Duration::from_secs(3600), ""),
-        None,
-        shutdown.child_token(),
-    )
-    .unwrap();
+    let standin = crate::support::hour_standin(&issuer, &shutdown).await;
     let (port, admin_port) = (free_port(), free_port());
     let rig = WebhookRig::start(
         &[
